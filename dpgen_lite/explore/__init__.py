@@ -1,0 +1,1 @@
+"""Exploration: LAMMPS inputs (:mod:`.lammps`) and the model-deviation MD steps (:mod:`.stage`)."""

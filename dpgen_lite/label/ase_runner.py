@@ -1,0 +1,53 @@
+"""Task-side entry point of the ``ase`` fp style: ``python -m dpgen_lite.label.ase_runner``.
+
+Reads ``POSCAR`` and ``ase_calc.json`` in the current folder, computes energy (eV),
+forces (eV/Å) and stress (eV/Å^3), writes them to ``label.extxyz``.  Imports only ASE,
+so each task starts fast.
+"""
+
+import importlib
+import json
+
+import ase.io
+from ase.calculators.singlepoint import SinglePointCalculator
+
+CALC_FILE = "ase_calc.json"
+LABEL_FILE = "label.extxyz"
+
+
+def load_calculator(path: str, kwargs: dict):
+    """Instantiate the ASE calculator class at import path ``path`` (``pkg.module.Class``).
+
+    Raises
+    ------
+    ValueError
+        if the module or class cannot be imported.
+    """
+    module_name, _, cls_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(
+            f"fp_params.calculator = {path!r} cannot be imported ({err}); "
+            "give the full import path of an ASE calculator class, e.g. 'ase.calculators.emt.EMT'"
+        ) from err
+    return cls(**kwargs)
+
+
+def main() -> None:
+    """Label the frame in ``POSCAR`` with the calculator described in ``ase_calc.json``."""
+    with open(CALC_FILE) as fh:
+        spec = json.load(fh)
+    atoms = ase.io.read("POSCAR", format="vasp")
+    atoms.calc = load_calculator(spec["calculator"], spec["kwargs"])
+    results = {
+        "energy": atoms.get_potential_energy(),
+        "forces": atoms.get_forces(),
+        "stress": atoms.get_stress(voigt=False),
+    }
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    ase.io.write(LABEL_FILE, atoms, format="extxyz")
+
+
+if __name__ == "__main__":
+    main()

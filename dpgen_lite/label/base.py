@@ -1,0 +1,116 @@
+"""The interface every fp (first-principles labelling) style implements.
+
+An fp style turns one unlabelled frame into a task folder (``write_inputs``),
+names the command that labels it, and reads the result back as a
+``dpdata.LabeledSystem`` (``read_label``).  Styles are registered by name in
+:data:`FP_STYLES`, so adding a DFT code is adding one module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import dpdata
+import numpy as np
+
+
+class FpTaskFailed(Exception):
+    """An fp task produced no trustworthy label (crash, unconverged SCF, NaN, missing output)."""
+
+
+FP_STYLES: dict[str, type["FpStyle"]] = {}
+
+
+def get_style(name: str) -> type["FpStyle"]:
+    """The fp style class registered as ``name``.
+
+    Raises
+    ------
+    KeyError
+        if no style has that name (the message lists the known ones).
+    """
+    from . import ase_calc, cp2k  # noqa: F401  (each module registers its style)
+
+    if name not in FP_STYLES:
+        raise KeyError(f"fp_style = {name!r}: allowed {', '.join(sorted(FP_STYLES))}")
+    return FP_STYLES[name]
+
+
+def register(cls: type["FpStyle"]) -> type["FpStyle"]:
+    """Class decorator adding an fp style to :data:`FP_STYLES` under ``cls.name``."""
+    FP_STYLES[cls.name] = cls
+    return cls
+
+
+class FpStyle:
+    """One labelling program.
+
+    Parameters
+    ----------
+    param : dict
+        The validated ``param.json`` (or init_bulk parameters): the style reads
+        its own keys (``fp_params``, ``user_fp_params``, ...) and ``type_map``.
+    base_dir : Path
+        Folder that relative paths in ``param`` are resolved against.
+    """
+
+    name: ClassVar[str]
+    #: files a finished task brings back (dpdispatcher's backward files)
+    output_files: ClassVar[list[str]] = []
+
+    def __init__(self, param: dict, base_dir: Path):
+        self.param = param
+        self.type_map: list[str] = list(param["type_map"])
+        self.base_dir = Path(base_dir)
+
+    def check(self) -> None:
+        """Validate the style's keys before any work starts.
+
+        Raises
+        ------
+        ValueError
+            naming the key, the value and what is allowed.
+        """
+
+    def write_inputs(self, frame: dpdata.System, task_dir: Path) -> list[str]:
+        """Write the input files labelling ``frame`` (one frame, lengths in Å) into ``task_dir``.
+
+        Returns the file names the task needs forwarded to the machine.
+        """
+        raise NotImplementedError
+
+    def default_command(self) -> str:
+        """Command run inside a task folder when ``machine.json`` gives none."""
+        raise NotImplementedError
+
+    def read_label(self, task_dir: Path) -> dpdata.LabeledSystem:
+        """Read the labelled frame of a finished task.
+
+        Returns
+        -------
+        dpdata.LabeledSystem
+            one frame: energies (eV), forces ``(1, n_atoms, 3)`` eV/Å, virials ``(1, 3, 3)`` eV.
+
+        Raises
+        ------
+        FpTaskFailed
+            when the output is missing, unconverged or not finite.
+        """
+        raise NotImplementedError
+
+
+def check_finite(system: dpdata.LabeledSystem, task_dir: Path) -> dpdata.LabeledSystem:
+    """Return ``system`` if it has exactly one frame with finite energy, forces and virial.
+
+    Raises
+    ------
+    FpTaskFailed
+        naming ``task_dir`` and what is wrong.
+    """
+    if system.get_nframes() != 1:
+        raise FpTaskFailed(f"{task_dir}: expected 1 labelled frame, read {system.get_nframes()}")
+    for key in ("energies", "forces", "virials"):
+        if key in system.data and not np.all(np.isfinite(system.data[key])):
+            raise FpTaskFailed(f"{task_dir}: non-finite {key} in the output")
+    return system

@@ -1,0 +1,141 @@
+"""Steps 6-8: label the chosen candidates (``iter.*/02.fp``) and collect the training data.
+
+Task folders are ``task.<sys_idx %03d>.<counter %06d>``; labelled frames of system
+``sys_idx`` are written to ``data.<sys_idx %03d>`` (deepmd/npy).  Failed fp tasks
+(crash, unconverged SCF, non-finite numbers) are excluded from the data and listed,
+with their reasons, in ``fp_report.json`` and ``dpgen.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import dpdata
+
+from ..context import FP, MODEL_DEVI, Context, log
+from ..dispatch import TaskFailures, TaskSpec, run_tasks
+from ..explore.lammps import TRAJ_FILE
+from ..record import atomic_write
+from ..select.stage import load_selection
+from .base import FpStyle, FpTaskFailed, get_style
+
+TASK_FILE = "fp_task.json"
+REPORT = "fp_report.json"
+
+
+class TooManyFailedFpTasks(RuntimeError):
+    """The share of failed fp tasks exceeds ``ratio_failed``."""
+
+
+def fp_style(param: dict, base_dir: Path) -> FpStyle:
+    """The fp style named by ``param['fp_style']``."""
+    return get_style(param["fp_style"])(param, base_dir)
+
+
+def write_fp_tasks(style: FpStyle, frames: list[tuple[int, dpdata.System, dict]], work: Path) -> None:
+    """Write one task folder per frame: ``frames`` are ``(sys_idx, one-frame System, source)``.
+
+    Each folder gets the style's inputs and ``fp_task.json`` (source and forward files).
+    """
+    counters: dict[int, int] = defaultdict(int)
+    for sys_idx, frame, source in frames:
+        task = work / f"task.{sys_idx:03d}.{counters[sys_idx]:06d}"
+        counters[sys_idx] += 1
+        task.mkdir(parents=True)
+        files = style.write_inputs(frame, task)
+        (task / TASK_FILE).write_text(json.dumps({"sys_idx": sys_idx, "source": source, "forward_files": files}))
+
+
+def run_fp_tasks(ctx: Context, work_base: str) -> None:
+    """Run every fp task under ``work_base`` through dpdispatcher; a task that fails after
+    every retry is left for :func:`collect_labels` to report, not raised."""
+    style = fp_style(ctx.param, ctx.work_dir)
+    conf = ctx.stage_conf("fp")
+    command = conf["command"] or style.default_command()
+    tasks = []
+    for task in sorted((ctx.work_dir / work_base).glob("task.*")):
+        meta = json.loads((task / TASK_FILE).read_text())
+        tasks.append(TaskSpec(path=task.name, command=command,
+                              forward_files=meta["forward_files"] + conf.get("user_forward_files", []),
+                              backward_files=style.output_files + conf.get("user_backward_files", []),
+                              outlog="fp.log", errlog="fp.err"))
+    try:
+        run_tasks(conf, ctx.work_dir, work_base, tasks, continue_on_failure=True)
+    except TaskFailures as err:
+        log.warning("%s: %s", work_base, err)
+
+
+def collect_labels(style: FpStyle, work: Path, ratio_failed: float) -> dict:
+    """Read every task's label, write ``data.%03d`` per system, return and write the report.
+
+    Raises
+    ------
+    TooManyFailedFpTasks
+        if failed tasks / all tasks > ``ratio_failed`` (nothing is lost: rerun after a fix).
+    """
+    labelled: dict[int, list[dpdata.LabeledSystem]] = defaultdict(list)
+    failed = []
+    tasks = sorted(work.glob("task.*"))
+    for task in tasks:
+        sys_idx = json.loads((task / TASK_FILE).read_text())["sys_idx"]
+        try:
+            labelled[sys_idx].append(style.read_label(task))
+        except FpTaskFailed as err:
+            failed.append({"task": task.name, "reason": str(err)})
+    for old in work.glob("data.*"):
+        shutil.rmtree(old)
+    for sys_idx, systems in sorted(labelled.items()):
+        data = dpdata.MultiSystems(*systems, type_map=style.type_map)
+        groups = list(data.systems.values())
+        # one composition: data.%03d is the deepmd/npy folder (DP-GEN); several: one sub-folder each
+        (groups[0] if len(groups) == 1 else data).to("deepmd/npy", str(work / f"data.{sys_idx:03d}"))
+    report = {
+        "tasks": len(tasks), "labelled": sum(len(v) for v in labelled.values()),
+        "failed": failed, "failed_ratio": len(failed) / len(tasks) if tasks else 0.0,
+    }
+    atomic_write(work / REPORT, json.dumps(report, indent=1))
+    for f in failed:
+        log.warning("fp task failed: %s: %s", f["task"], f["reason"])
+    log.info("%s: %d of %d fp tasks labelled, %d failed", work.name, report["labelled"], len(tasks), len(failed))
+    if report["failed_ratio"] > ratio_failed:
+        raise TooManyFailedFpTasks(
+            f"{len(failed)} of {len(tasks)} fp tasks failed ({report['failed_ratio']:.0%} > ratio_failed = "
+            f"{ratio_failed}); see {work / REPORT}. Fix the fp setup, or raise ratio_failed, then rerun "
+            "`dpgen run`: labelled tasks are kept.")
+    return report
+
+
+def make_fp(ctx: Context, iteration: int) -> None:
+    """Write an fp task for every chosen candidate of ``selection.json``."""
+    p = ctx.param
+    work = ctx.path(iteration, FP)
+    for old in work.glob("task.*"):
+        shutil.rmtree(old)
+    style = fp_style(p, ctx.work_dir)
+    frames = []
+    trajs: dict[str, dpdata.System] = {}
+    for sys_key, info in sorted(load_selection(ctx, iteration)["systems"].items()):
+        for task, step, row in sorted(info["chosen"]):
+            if task not in trajs:
+                trajs[task] = dpdata.System(str(ctx.work_dir / task / TRAJ_FILE), fmt="lammps/dump",
+                                            type_map=p["type_map"])
+            frames.append((int(sys_key), trajs[task].sub_system([row]), {"task": task, "step": step}))
+    write_fp_tasks(style, frames, work)
+    log.info("%s: %d fp tasks (%s)", ctx.rel(iteration, FP), len(frames), p["fp_style"])
+
+
+def run_fp(ctx: Context, iteration: int) -> None:
+    """Label every fp task of the iteration."""
+    run_fp_tasks(ctx, ctx.rel(iteration, FP))
+
+
+def post_fp(ctx: Context, iteration: int) -> None:
+    """Collect the labels of the iteration into ``02.fp/data.%03d``; with
+    ``model_devi_clean_traj``, then delete the iteration's MD trajectories."""
+    collect_labels(fp_style(ctx.param, ctx.work_dir), ctx.path(iteration, FP), ctx.param["ratio_failed"])
+    if ctx.param["model_devi_clean_traj"]:
+        for traj in ctx.path(iteration, MODEL_DEVI).glob(f"task.*/{TRAJ_FILE}"):
+            traj.unlink()

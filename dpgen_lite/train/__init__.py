@@ -1,0 +1,1 @@
+"""Training: deepmd-kit inputs (:mod:`.deepmd`) and the train steps (:mod:`.stage`)."""
