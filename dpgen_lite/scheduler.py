@@ -7,7 +7,9 @@ The loop stops
 * when ``model_devi_jobs`` is exhausted: the models of the last iteration are trained on
   every label (steps 0-2) and exploration has nothing left to do;
 * when an iteration's accurate ratio over all systems reaches
-  ``convergence_accurate_ratio``: that iteration's models are the result.
+  ``convergence_accurate_ratio`` and no later job explores a condition (system,
+  ensemble, temperature, pressure) not explored yet: that iteration's models are the
+  result.  An accurate iteration followed by hotter or new jobs goes on to them.
 
 Either way the final models are copied to ``models/`` and ``dpgen.log`` says why the run ended.
 """
@@ -42,15 +44,29 @@ def _finish(ctx: Context, iteration: int, reason: str) -> str:
     return reason
 
 
+def conditions(job: dict) -> set[tuple]:
+    """The (sys_idx, ensemble, T, P) combinations a ``model_devi_jobs`` entry explores."""
+    press = job["press"] if job["ensemble"].startswith("npt") else [None]
+    return {(s, job["ensemble"], t, p) for s in job["sys_idx"] for t in job["temps"] for p in press}
+
+
 def stop_reason(ctx: Context, iteration: int, step: int) -> str | None:
     """Why the loop ends before running ``(iteration, step)``, or None to go on."""
-    if step == 3 and iteration >= len(ctx.param["model_devi_jobs"]):
+    jobs = ctx.param["model_devi_jobs"]
+    if step == 3 and iteration >= len(jobs):
         return f"model_devi_jobs exhausted after {iteration} iteration(s)"
     if step == 6:
         sel = load_selection(ctx, iteration)
-        if sel["converged"]:
-            return (f"converged at iteration {iteration}: accurate ratio {sel['accurate_ratio']:.4f} >= "
-                    f"convergence_accurate_ratio {ctx.param['convergence_accurate_ratio']}")
+        if not sel["converged"]:
+            return None
+        explored = set().union(*(conditions(j) for j in jobs[: iteration + 1]))
+        new = set().union(set(), *(conditions(j) for j in jobs[iteration + 1:])) - explored
+        if new:
+            log.info("iteration %d is accurate, but later jobs explore %d new condition(s): going on",
+                     iteration, len(new))
+            return None
+        return (f"converged at iteration {iteration}: accurate ratio {sel['accurate_ratio']:.4f} >= "
+                f"convergence_accurate_ratio {ctx.param['convergence_accurate_ratio']}")
     return None
 
 

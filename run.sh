@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up dpgen_lite on a fresh Debian machine and run the quickstart or the tests.
+#   bash run.sh quickstart   install, then run examples/cu_emt in runs/cu_emt
+#   bash run.sh test         install, then run the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+VENV=$ROOT/.venv
+
+install() {
+    # Debian packages: CP2K (real DFT for the cp2k fp style and its tests)
+    if ! command -v cp2k.psmp >/dev/null || [ ! -d /usr/share/cp2k/data ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cp2k cp2k-data >/dev/null
+    fi
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".[test]"
+}
+
+quickstart() {
+    rm -rf runs/cu_emt
+    mkdir -p runs
+    cp -r examples/cu_emt runs/cu_emt
+    cd runs/cu_emt
+    "$VENV/bin/dpgen" init_bulk init.json
+    "$VENV/bin/dpgen" run param.json
+    echo "quickstart finished: see runs/cu_emt/dpgen.log, record.dpgen, iter.*/ and models/"
+}
+
+case "${1:-}" in
+    quickstart) install; quickstart ;;
+    test) install; shift; exec "$VENV/bin/python" -m pytest -v --durations=15 "$@" ;;
+    *) echo "usage: bash run.sh quickstart|test" >&2; exit 2 ;;
+esac

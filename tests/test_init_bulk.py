@@ -1,0 +1,57 @@
+"""dpgen init_bulk: supercell, scaling, perturbation and labels, in DP-GEN's layout."""
+
+import json
+import os
+
+import ase.io
+import dpdata
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from dpgen_lite.cli import main
+from tests.conftest import EXAMPLES, write_param
+
+
+def run_init(folder, param):
+    write_param(folder, param, "init.json")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        return main(["init_bulk", "init.json"])
+    finally:
+        os.chdir(cwd)
+
+
+def test_init_bulk_emt(tmp_path):
+    param = json.loads((EXAMPLES / "cu_emt" / "init.json").read_text())
+    param.update(pert_numb=2, scale=[0.99, 1.01], super_cell=[1, 1, 2])
+    assert run_init(tmp_path, param) == 0
+    out = tmp_path / "Cu.fcc.01x01x02"
+    poscars = sorted((out / "01.scale_pert" / "sys-0008").glob("scale-*/*/POSCAR"))
+    assert [p.relative_to(out / "01.scale_pert" / "sys-0008").parts[0] for p in poscars] == \
+        ["scale-0.990"] * 3 + ["scale-1.010"] * 3
+    first = ase.io.read(poscars[0])
+    assert np.allclose(first.cell.lengths(), np.array([3.61, 3.61, 7.22]) * 0.99)
+    for p in poscars[1:3]:  # perturbed copies stay close to the scaled cell
+        a = ase.io.read(p)
+        assert np.all(np.abs(a.cell.lengths() / first.cell.lengths() - 1) <= param["pert_box"] + 1e-9)
+        assert not np.allclose(a.positions, first.positions)
+    data = dpdata.LabeledSystem(str(out / "02.md" / "sys-0008" / "deepmd"), fmt="deepmd/npy")
+    assert data.get_nframes() == 6 and data.get_atom_names() == ["Cu"]
+    # the labels are EMT's, in eV and eV/Å; virial = -stress * volume (eV)
+    ref = ase.io.read(poscars[4])
+    ref.calc = EMT()
+    k = next(i for i in range(6) if np.allclose(data["coords"][i], ref.positions, atol=1e-5))
+    assert data["energies"][k] == pytest.approx(ref.get_potential_energy(), abs=1e-6)
+    assert np.allclose(data["forces"][k], ref.get_forces(), atol=1e-6)
+    virial = -ref.get_stress(voigt=False) * ref.get_volume()
+    assert np.allclose(data["virials"][k], virial, atol=1e-5)
+
+
+def test_init_bulk_bad_cell_type(tmp_path, capsys):
+    param = json.loads((EXAMPLES / "cu_emt" / "init.json").read_text())
+    param["cell_type"] = "bct"
+    assert run_init(tmp_path, param) == 2
+    assert "cell_type = 'bct'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("Cu.*"))
