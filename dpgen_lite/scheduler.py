@@ -11,19 +11,25 @@ The loop stops
   ensemble, temperature, pressure) not explored yet: that iteration's models are the
   result.  An accurate iteration followed by hotter or new jobs goes on to them.
 
-Either way the final models are copied to ``models/`` and ``dpgen.log`` says why the run ended.
+With a ``final_training`` section, steps 9-16 of :mod:`.train.final` follow (long
+training, compression, specialisation, model test), recorded under the loop's last
+iteration.  At the end the result lands in ``models/`` with ``manifest.json``, and
+``dpgen.log`` says why the loop ended.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections.abc import Callable
 
 from .context import Context, log
 from .explore.stage import make_model_devi, run_model_devi
 from .label.stage import make_fp, post_fp, run_fp
-from .record import STEP_NAMES, append_record, next_step
+from .record import STEP_NAMES, append_record, atomic_write, next_step, read_record
 from .select.stage import load_selection, select
+from .train.final import FINAL, FINAL_STEP_NAMES, FINAL_STEPS, TEST_REPORT, final_models
 from .train.stage import graphs, make_train, post_train, run_train
 
 STEPS: tuple[Callable[[Context, int], object], ...] = (
@@ -31,17 +37,9 @@ STEPS: tuple[Callable[[Context, int], object], ...] = (
     make_model_devi, run_model_devi, select,
     make_fp, run_fp, post_fp,
 )
-FINAL_MODELS = "models"
-
-
-def _finish(ctx: Context, iteration: int, reason: str) -> str:
-    out = ctx.work_dir / FINAL_MODELS
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    for g in graphs(ctx, iteration):
-        shutil.copy(g.resolve(), out / g.name)
-    log.info("finished: %s; final models of %s copied to %s/", reason, ctx.iter_name(iteration), FINAL_MODELS)
-    return reason
+FIRST_FINAL_STEP = len(STEPS)
+ALL_STEP_NAMES = STEP_NAMES + FINAL_STEP_NAMES
+MODELS = "models"
 
 
 def conditions(job: dict) -> set[tuple]:
@@ -70,16 +68,59 @@ def stop_reason(ctx: Context, iteration: int, step: int) -> str | None:
     return None
 
 
+def publish(ctx: Context, iteration: int, reason: str) -> None:
+    """Copy the result into ``models/`` with ``manifest.json`` (which data, which steps, which RMSE)."""
+    out = ctx.work_dir / MODELS
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    manifest = {"loop": {"iteration": iteration, "stop_reason": reason,
+                         "models": [g.name for g in graphs(ctx, iteration)]}, "final": {}}
+    for g in graphs(ctx, iteration):
+        shutil.copy(g.resolve(), out / g.name)
+    if ctx.param["final_training"] is not None:
+        tests = json.loads((ctx.work_dir / FINAL / TEST_REPORT).read_text())["models"]
+        for name, path in final_models(ctx).items():
+            shutil.copy(path, out / f"{name}{path.suffix}")
+            jdata = json.loads((path.parent / "input.json").read_text())
+            manifest["final"][name] = {
+                "file": f"{name}{path.suffix}", "numb_steps": jdata["training"]["numb_steps"],
+                "data": [os.path.relpath((path.parent / s).resolve(), ctx.work_dir.resolve())
+                         for s in jdata["training"]["training_data"]["systems"]],
+                "test": {k: v for k, v in tests[name].items() if k != "file"},
+            }
+        manifest["loop"]["test"] = {k: v for k, v in tests["loop"].items() if k != "file"}
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
+    log.info("finished: %s; models in %s/ (manifest.json)", reason, MODELS)
+
+
 def run_loop(ctx: Context) -> str:
-    """Run (or resume) the loop until it stops; return the reason."""
+    """Run (or resume) the loop and the final steps until done; return why the loop ended."""
     iteration, step = next_step(ctx.work_dir)
     if (iteration, step) != (0, 0):
-        log.info("resuming at iteration %d step %d (%s)", iteration, step, STEP_NAMES[step])
-    while True:
+        log.info("resuming at iteration %d step %d (%s)", iteration, step, ALL_STEP_NAMES[step]
+                 if step < len(ALL_STEP_NAMES) else "publish")
+    while step < FIRST_FINAL_STEP:
         reason = stop_reason(ctx, iteration, step)
         if reason is not None:
-            return _finish(ctx, iteration, reason)
+            step = FIRST_FINAL_STEP
+            break
         log.info("iter %06d step %d: %s", iteration, step, STEP_NAMES[step])
         STEPS[step](ctx, iteration)
         append_record(ctx.work_dir, iteration, step)
         iteration, step = (iteration + 1, 0) if step == len(STEPS) - 1 else (iteration, step + 1)
+    reason = loop_end_reason(ctx, iteration)
+    log.info("loop ended: %s", reason)
+    if ctx.param["final_training"] is not None:
+        for k in range(step - FIRST_FINAL_STEP, len(FINAL_STEPS)):
+            log.info("iter %06d step %d: %s", iteration, FIRST_FINAL_STEP + k, FINAL_STEP_NAMES[k])
+            FINAL_STEPS[k](ctx, iteration)
+            append_record(ctx.work_dir, iteration, FIRST_FINAL_STEP + k)
+    publish(ctx, iteration, reason)
+    return reason
+
+
+def loop_end_reason(ctx: Context, iteration: int) -> str:
+    """Why the loop ended at ``iteration`` (re-derived from the files, so also after a restart)."""
+    done = {s for i, s in read_record(ctx.work_dir) if i == iteration}
+    step = 6 if 5 in done else 3
+    return stop_reason(ctx, iteration, step) or f"stopped at iteration {iteration}"

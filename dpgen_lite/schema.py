@@ -43,13 +43,58 @@ def model_devi_job_args() -> list[Argument]:
 
 def fp_args() -> list[Argument]:
     """Keys shared by every fp style (style-specific ones are checked by the style)."""
+    from .label.bad_box import parse_skip_bad_box  # raises ValueError naming the key and the fix
     return [
-        _a("fp_style", str, "labelling program: ase, cp2k"),
-        _a("fp_params", dict, "parameters of the fp style", default=None),
-        _a("user_fp_params", dict, "fp input sections given verbatim (cp2k)", default=None),
+        _a("fp_style", str, "labelling program: ase, cp2k, vasp, abacus, pwscf"),
+        _a("fp_params", dict, "parameters of the fp style (pwscf: ecut, ediff, smearing, sigma, kspacing)",
+           default=None),
+        _a("user_fp_params", dict, "fp input given verbatim (cp2k sections, abacus INPUT keys, "
+           "pwscf namelists + kspacing)", default=None),
         _a("external_input_path", str, "fp input template (cp2k)", default=None),
         _a("ratio_failed", float, "largest tolerated share of failed fp tasks", default=0.2),
+        _a("fp_pp_path", str, "folder of the pseudopotential / orbital files (vasp, abacus, pwscf)", default=None),
+        _a("fp_pp_files", [list, dict], "pseudopotential files in type_map order, or {element: file}",
+           default=None),
+        _a("fp_orb_files", [list, dict], "abacus LCAO orbital files in type_map order, or {element: file}",
+           default=None),
+        _a("fp_dpks_descriptor", str, "abacus DeePKS descriptor file (in fp_pp_path)", default=None),
+        _a("fp_incar", str, "vasp INCAR / abacus INPUT file", default=None),
+        _a("fp_aniso_kspacing", list, "vasp: three k-spacings, 1/Å (2π included); writes KPOINTS", default=None),
+        _a("fp_kpt_file", str, "abacus KPT file", default=None),
+        _a("k_points", list, "abacus Monkhorst-Pack mesh and shift, e.g. [4, 4, 4, 0, 0, 0]", default=None),
+        _a("cvasp", bool, "DP-GEN's Custodian switch: accepted, not used", default=False),
+        _a("fp_skip_bad_box", str, "skip candidates with a degenerate box, e.g. 'length_ratio:5;height_ratio:5'",
+           default=None, extra_check=lambda v: v is None or bool(parse_skip_bad_box(v))),
     ]
+
+
+def final_training_args() -> Argument:
+    """Keys of the ``final_training`` section: what happens once the loop has ended."""
+    special = [
+        _a("data", str, "a labelled deepmd/npy folder", default=None),
+        _a("structures", list, "glob patterns of structures (sys_format) to label with the fp style", default=None),
+        _a("generator", dict, "structures made by a generator: {type: elastic, structure, norm_deform, "
+           "shear_deform}", default=None),
+        _a("weight", float, "sampling weight of a frame of this set relative to a regular frame", default=3.0),
+    ]
+    validation = [
+        _a("holdout_ratio", float, "share of every iteration's labels kept out of all training", default=0.0),
+        _a("data", list, "deepmd/npy folders of a user-given validation set", default=[]),
+    ]
+    fields = [
+        _a("numb_models", int, "final models (distinct seeds)", default=1),
+        _a("numb_steps", int, "training steps of the long training"),
+        _a("learning_rate", dict, "overrides of default_training_param's learning_rate", default=None),
+        _a("loss", dict, "overrides of the loss prefactors; default turns the virial on "
+           "(start_pref_v 0.02, limit_pref_v 1)", default=None),
+        _a("compress", bool, "dp compress the final models", default=True),
+        _a("special_sets", list, "extra weighted data sets (specialisation)", sub_fields=special, repeat=True,
+           default=[]),
+        _a("special_numb_steps", int, "training steps of the specialisation", default=2000),
+        _a("validation", dict, "validation set of the model test", sub_fields=validation, default={}),
+    ]
+    return _a("final_training", dict, "long training, compression, specialisation, model test", sub_fields=fields,
+              default=None)
 
 
 def run_args() -> Argument:
@@ -86,6 +131,7 @@ def run_args() -> Argument:
            "stop once an iteration's accurate ratio (all systems) reaches this; null: run every job",
            default=None),
         _a("random_seed", int, "seed of the candidate pick", default=2020),
+        final_training_args(),
         *fp_args(),
     ]
     return Argument("param", dict, sub_fields=fields)
@@ -242,6 +288,13 @@ def check_run_param(param: dict, base_dir: Path) -> None:
                  "deepmd/npy folder (no type.raw); run `dpgen init_bulk` or fix init_data_prefix")
         data = dpdata.LabeledSystem(str(path), fmt="deepmd/npy")
         _check_elements(data["atom_names"], data["atom_numbs"], type_map, f"init_data_sys[{i}]")
+
+    if param["final_training"] is not None:
+        from .train.final import check_final
+        for key in ("holdout_ratio",):
+            value = param["final_training"]["validation"][key]
+            _require(0 <= value < 1, f"final_training.validation.{key} = {value}: must lie in [0, 1)")
+        check_final(param["final_training"], param, base_dir)
 
     configs = resolve_configs(param, base_dir)
     for i, files in enumerate(configs):

@@ -82,7 +82,9 @@ def test_loop_survives_sigkill_at_any_moment(cu_run):
     log = (folder / "dpgen.log").read_text()
     assert log.count("resuming at") >= kills - 1
     assert "model_devi_jobs exhausted after 2 iteration(s)" in log
-    assert sorted(p.name for p in (folder / "models").iterdir()) == ["graph.000.pb", "graph.001.pb"]
+    assert sorted(p.name for p in (folder / "models").iterdir()) == ["graph.000.pb", "graph.001.pb", "manifest.json"]
+    manifest = json.loads((folder / "models" / "manifest.json").read_text())
+    assert manifest["loop"]["iteration"] == 2 and "exhausted" in manifest["loop"]["stop_reason"]
     # the last models were trained on the init data and both iterations' labels
     systems = json.loads((folder / "iter.000002/00.train/000/input.json").read_text())["training"]["training_data"]["systems"]
     assert len(systems) == 3

@@ -30,7 +30,7 @@ def get_style(name: str) -> type["FpStyle"]:
     KeyError
         if no style has that name (the message lists the known ones).
     """
-    from . import ase_calc, cp2k  # noqa: F401  (each module registers its style)
+    from . import abacus, ase_calc, cp2k, pwscf, vasp  # noqa: F401  (each module registers its style)
 
     if name not in FP_STYLES:
         raise KeyError(f"fp_style = {name!r}: allowed {', '.join(sorted(FP_STYLES))}")

@@ -14,12 +14,14 @@ from collections import defaultdict
 from pathlib import Path
 
 import dpdata
+import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
 from ..dispatch import TaskFailures, TaskSpec, run_tasks
 from ..explore.lammps import TRAJ_FILE
 from ..record import atomic_write
 from ..select.stage import load_selection
+from .bad_box import is_bad_box, parse_skip_bad_box
 from .base import FpStyle, FpTaskFailed, get_style
 
 TASK_FILE = "fp_task.json"
@@ -68,8 +70,12 @@ def run_fp_tasks(ctx: Context, work_base: str) -> None:
         log.warning("%s: %s", work_base, err)
 
 
-def collect_labels(style: FpStyle, work: Path, ratio_failed: float) -> dict:
+def collect_labels(style: FpStyle, work: Path, ratio_failed: float, holdout_ratio: float = 0.0,
+                   seed: int | list[int] = 0) -> dict:
     """Read every task's label, write ``data.%03d`` per system, return and write the report.
+
+    With ``holdout_ratio`` > 0, that share of each system's frames (seeded pick) goes to
+    ``valid.%03d`` instead: never trained on, it is the validation set of the final model test.
 
     Raises
     ------
@@ -85,15 +91,18 @@ def collect_labels(style: FpStyle, work: Path, ratio_failed: float) -> dict:
             labelled[sys_idx].append(style.read_label(task))
         except FpTaskFailed as err:
             failed.append({"task": task.name, "reason": str(err)})
-    for old in work.glob("data.*"):
+    for old in [*work.glob("data.*"), *work.glob("valid.*")]:
         shutil.rmtree(old)
+    n_held = 0
     for sys_idx, systems in sorted(labelled.items()):
-        data = dpdata.MultiSystems(*systems, type_map=style.type_map)
-        groups = list(data.systems.values())
-        # one composition: data.%03d is the deepmd/npy folder (DP-GEN); several: one sub-folder each
-        (groups[0] if len(groups) == 1 else data).to("deepmd/npy", str(work / f"data.{sys_idx:03d}"))
+        held = np.random.default_rng([*np.atleast_1d(seed), sys_idx]).random(len(systems)) < holdout_ratio
+        for prefix, frames in (("data", [s for s, h in zip(systems, held) if not h]),
+                               ("valid", [s for s, h in zip(systems, held) if h])):
+            if frames:
+                write_deepmd(frames, work / f"{prefix}.{sys_idx:03d}", style.type_map)
+        n_held += int(held.sum())
     report = {
-        "tasks": len(tasks), "labelled": sum(len(v) for v in labelled.values()),
+        "tasks": len(tasks), "labelled": sum(len(v) for v in labelled.values()), "held_out": n_held,
         "failed": failed, "failed_ratio": len(failed) / len(tasks) if tasks else 0.0,
     }
     atomic_write(work / REPORT, json.dumps(report, indent=1))
@@ -108,23 +117,39 @@ def collect_labels(style: FpStyle, work: Path, ratio_failed: float) -> dict:
     return report
 
 
+def write_deepmd(frames: list[dpdata.LabeledSystem], path: Path, type_map: list[str]) -> None:
+    """Write labelled frames as deepmd/npy: one folder for one composition (DP-GEN's
+    ``data.%03d``), one sub-folder per composition otherwise."""
+    data = dpdata.MultiSystems(*frames, type_map=type_map)
+    groups = list(data.systems.values())
+    (groups[0] if len(groups) == 1 else data).to("deepmd/npy", str(path))
+
+
 def make_fp(ctx: Context, iteration: int) -> None:
-    """Write an fp task for every chosen candidate of ``selection.json``."""
+    """Write an fp task for every chosen candidate of ``selection.json``; with
+    ``fp_skip_bad_box``, candidates whose box degenerated are skipped (counted in the log)."""
     p = ctx.param
     work = ctx.path(iteration, FP)
     for old in work.glob("task.*"):
         shutil.rmtree(old)
     style = fp_style(p, ctx.work_dir)
+    bad_box = parse_skip_bad_box(p["fp_skip_bad_box"]) if p.get("fp_skip_bad_box") else {}
     frames = []
+    skipped = 0
     trajs: dict[str, dpdata.System] = {}
     for sys_key, info in sorted(load_selection(ctx, iteration)["systems"].items()):
         for task, step, row in sorted(info["chosen"]):
             if task not in trajs:
                 trajs[task] = dpdata.System(str(ctx.work_dir / task / TRAJ_FILE), fmt="lammps/dump",
                                             type_map=p["type_map"])
+            if bad_box and is_bad_box(trajs[task]["cells"][row], bad_box):
+                skipped += 1
+                log.info("bad box skipped (fp_skip_bad_box = %s): %s step %s", p["fp_skip_bad_box"], task, step)
+                continue
             frames.append((int(sys_key), trajs[task].sub_system([row]), {"task": task, "step": step}))
     write_fp_tasks(style, frames, work)
-    log.info("%s: %d fp tasks (%s)", ctx.rel(iteration, FP), len(frames), p["fp_style"])
+    log.info("%s: %d fp tasks (%s)%s", ctx.rel(iteration, FP), len(frames), p["fp_style"],
+             f", {skipped} candidates with a bad box skipped" if skipped else "")
 
 
 def run_fp(ctx: Context, iteration: int) -> None:
@@ -135,7 +160,10 @@ def run_fp(ctx: Context, iteration: int) -> None:
 def post_fp(ctx: Context, iteration: int) -> None:
     """Collect the labels of the iteration into ``02.fp/data.%03d``; with
     ``model_devi_clean_traj``, then delete the iteration's MD trajectories."""
-    collect_labels(fp_style(ctx.param, ctx.work_dir), ctx.path(iteration, FP), ctx.param["ratio_failed"])
+    final = ctx.param.get("final_training") or {}
+    collect_labels(fp_style(ctx.param, ctx.work_dir), ctx.path(iteration, FP), ctx.param["ratio_failed"],
+                   holdout_ratio=final.get("validation", {}).get("holdout_ratio", 0.0),
+                   seed=[ctx.param["random_seed"], iteration])
     if ctx.param["model_devi_clean_traj"]:
         for traj in ctx.path(iteration, MODEL_DEVI).glob(f"task.*/{TRAJ_FILE}"):
             traj.unlink()

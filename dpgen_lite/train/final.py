@@ -1,0 +1,347 @@
+"""After the loop: long training, compression, specialisation and the test of the final models.
+
+Steps (recorded in ``record.dpgen`` after the loop's last iteration N as ``N 9`` .. ``N 16``):
+
+ 9 make_long_train     ``final/00.long_train/NNN``: every label (init + all iterations), virial on
+10 run_long_train      train (from the last checkpoint if killed), freeze, ``dp compress``
+11 make_special_fp     ``final/01.special_fp``: fp tasks of the special structures
+12 run_special_fp      label them with the run's fp style
+13 post_special_fp     ``final/01.special_fp/data.KKK`` (deepmd/npy), one per special set
+14 make_special_train  ``final/02.special_train/NNN``: from the long-trained model, special sets
+                       up-weighted through deepmd-kit's ``auto_prob``
+15 run_special_train   train, freeze, compress
+16 test_models         ``dp test`` of each final model and of the last loop model on the held-out
+                       validation set: ``final/model_test.json``
+
+Specialisation follows Wen et al., "Specialising neural network potentials for accurate
+properties and application to the mechanical response of titanium", npj Comput. Mater. 7, 206
+(2021): extra data sets of the target property, weighted up in the final training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import ase.io
+import dpdata
+import numpy as np
+from pymatgen.analysis.elasticity.strain import DeformedStructureSet
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from ..context import Context, log
+from ..dispatch import TaskSpec, executable, run_tasks
+from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
+from ..record import atomic_write
+from ..schema import ParamError
+from .deepmd import checkpoint_files, model_seeds, model_suffix, train_command, training_input
+from .stage import graphs, training_systems
+
+FINAL = "final"
+LONG, SPECIAL_FP, SPECIAL, TEST = "00.long_train", "01.special_fp", "02.special_train", "03.test"
+TEST_REPORT = "model_test.json"
+DEFAULT_LOSS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}
+
+
+def final_dir(ctx: Context, name: str) -> Path:
+    """``work_dir/final/<name>``"""
+    return ctx.work_dir / FINAL / name
+
+
+def special_sets(conf: dict) -> list[dict]:
+    """The ``special_sets`` entries of ``final_training`` (possibly empty)."""
+    return conf.get("special_sets") or []
+
+
+# ---------------------------------------------------------------- special structures
+
+def generated_structures(gen: dict, base_dir: Path, type_map: list[str]) -> list[dpdata.System]:
+    """Structures of a named generator.
+
+    ``{"type": "elastic", "structure": "POSCAR", "norm_deform": 0.01, "shear_deform": 0.01}``:
+    the 24 strained cells (±2 magnitudes of each of the 6 Voigt strains) of pymatgen's
+    ``DeformedStructureSet``, as used for stress-strain fits of C_ij.
+
+    Raises
+    ------
+    ParamError
+        for an unknown generator type or a missing structure file.
+    """
+    path = base_dir / gen.get("structure", "")
+    if not path.is_file():
+        raise ParamError(f"final_training.special_sets generator structure = {gen.get('structure')!r}: no such file")
+    if gen.get("type") != "elastic":
+        raise ParamError(f"final_training.special_sets generator type = {gen.get('type')!r}: allowed 'elastic'")
+    structure = AseAtomsAdaptor.get_structure(ase.io.read(path))
+    norm, shear = gen.get("norm_deform", 0.01), gen.get("shear_deform", 0.01)
+    deformed = DeformedStructureSet(structure, symmetry=False, norm_strains=[-norm, -norm / 2, norm / 2, norm],
+                                    shear_strains=[-shear, -shear / 2, shear / 2, shear])
+    return [dpdata.System(AseAtomsAdaptor.get_atoms(s), fmt="ase/structure", type_map=type_map) for s in deformed]
+
+
+def special_frames(conf: dict, base_dir: Path, param: dict) -> list[tuple[int, dpdata.System, dict]]:
+    """``(set index, one-frame System, source)`` for every structure of the special sets
+    given as ``structures`` (glob patterns read with ``sys_format``) or a ``generator``."""
+    import glob
+    frames = []
+    for k, entry in enumerate(special_sets(conf)):
+        systems = []
+        for pattern in entry.get("structures") or []:
+            files = sorted(glob.glob(str(base_dir / pattern)))
+            if not files:
+                raise ParamError(f"final_training.special_sets[{k}].structures: {pattern!r} matches no file")
+            systems += [dpdata.System(f, fmt=param["sys_format"], type_map=param["type_map"]) for f in files]
+        if entry.get("generator"):
+            systems += generated_structures(entry["generator"], base_dir, param["type_map"])
+        frames += [(k, s.sub_system([i]), {"special_set": k})
+                   for s in systems for i in range(s.get_nframes())]
+    return frames
+
+
+def check_final(conf: dict, param: dict, base_dir: Path) -> None:
+    """Cross-key checks of ``final_training``: each special set is one of data / structures /
+    generator with a positive weight, data folders and structures exist.
+
+    Raises
+    ------
+    ParamError
+        naming the entry and the fix.
+    """
+    for k, entry in enumerate(special_sets(conf)):
+        where = f"final_training.special_sets[{k}]"
+        given = [key for key in ("data", "structures", "generator") if entry.get(key)]
+        if len(given) != 1:
+            raise ParamError(f"{where} = {entry}: give exactly one of 'data', 'structures', 'generator'")
+        if entry["weight"] <= 0:
+            raise ParamError(f"{where}.weight = {entry['weight']}: must be > 0 (3 = three times a regular frame)")
+        if entry.get("data") and not (base_dir / entry["data"] / "type.raw").is_file():
+            raise ParamError(f"{where}.data = {entry['data']!r}: not a deepmd/npy folder (no type.raw)")
+    special_frames(conf, base_dir, param)
+    for path in conf["validation"]["data"]:
+        if not (base_dir / path / "type.raw").is_file():
+            raise ParamError(f"final_training.validation.data: {path!r} is not a deepmd/npy folder")
+    if conf["validation"]["holdout_ratio"] == 0 and not conf["validation"]["data"]:
+        raise ParamError("final_training.validation: give data folders or holdout_ratio > 0 "
+                         "(share of every iteration's labels kept out of training for the model test)")
+
+
+# ---------------------------------------------------------------- training
+
+def _final_input(ctx: Context, systems: list[str], seed_idx: int, numb_steps: int, auto_prob: str | None) -> dict:
+    conf = ctx.param["final_training"]
+    jdata = training_input(ctx.param["default_training_param"], systems, model_seeds(10**6, seed_idx),
+                           numb_steps=numb_steps, auto_prob=auto_prob)
+    jdata["loss"].update(conf["loss"] if conf["loss"] is not None else DEFAULT_LOSS)
+    if conf["learning_rate"]:
+        jdata["learning_rate"].update(conf["learning_rate"])
+    return jdata
+
+
+def _make_train(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]], numb_steps: int,
+                init_from: Path | None) -> None:
+    """Write ``numb_models`` training tasks on ``blocks`` of (systems, per-frame weight)."""
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "data").mkdir(parents=True)
+    names, auto_prob, start, frames = [], [], 0, []
+    for systems, weight in blocks:
+        n = [dpdata.LabeledSystem(str(s), fmt="deepmd/npy").get_nframes() for s in systems]
+        frames.append(weight * sum(n))
+        for s in systems:
+            os.symlink(s.resolve(), work / "data" / f"sys.{len(names):03d}")
+            names.append(f"../data/sys.{len(names):03d}")
+        auto_prob.append((start, len(names)))
+        start = len(names)
+    prob = None
+    if len(blocks) > 1:  # block probability ∝ weight x frames (deepmd-kit's prob_sys_size blocks)
+        total = sum(frames)
+        prob = "prob_sys_size; " + "; ".join(f"{a}:{b}:{f / total:.6g}" for (a, b), f in zip(auto_prob, frames))
+    for ii in range(ctx.param["final_training"]["numb_models"]):
+        task = work / f"{ii:03d}"
+        task.mkdir()
+        (task / "input.json").write_text(json.dumps(_final_input(ctx, names, ii, numb_steps, prob), indent=2))
+        if init_from is not None:
+            (task / "old").mkdir()
+            for f in checkpoint_files(init_from / f"{ii:03d}", ctx.param["train_backend"]):
+                shutil.copy(f, task / "old" / f.name)
+
+
+def _run_train(ctx: Context, work: Path, init: bool) -> None:
+    backend = ctx.param["train_backend"]
+    conf = ctx.stage_conf("train")
+    dp = conf["command"] or executable("dp")
+    suffix = model_suffix(backend)
+    compress = ""
+    if ctx.param["final_training"]["compress"]:
+        compress = f" && {dp} --{'tf' if backend == 'tensorflow' else 'pt'} compress -i frozen_model{suffix} " \
+                   f"-o compressed_model{suffix}"
+    tasks = []
+    for task in sorted(p for p in work.iterdir() if p.name.isdigit()):
+        old = sorted(f.name for f in (task / "old").glob("*")) if init else []
+        init_model = ("old/model.ckpt" + (".pt" if backend == "pytorch" else "")) if old else None
+        tasks.append(TaskSpec(path=task.name, command=train_command(dp, backend, init_model) + compress,
+                              forward_files=["input.json", *(f"old/{f}" for f in old)],
+                              backward_files=[f"frozen_model{suffix}", f"compressed_model{suffix}", "lcurve.out"],
+                              outlog="train.log", errlog="train.err"))
+    run_tasks(conf, ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks, forward_common_files=["data"])
+
+
+def make_long_train(ctx: Context, iteration: int) -> None:
+    """Long training on every label so far (init data + all iterations' ``data.*``)."""
+    systems, _ = training_systems(ctx, iteration + 1)
+    conf = ctx.param["final_training"]
+    _make_train(ctx, final_dir(ctx, LONG), [(systems, 1.0)], conf["numb_steps"], None)
+    log.info("final: long training of %d model(s), %d steps on %d systems",
+             conf["numb_models"], conf["numb_steps"], len(systems))
+
+
+def run_long_train(ctx: Context, iteration: int) -> None:
+    """Train, freeze and compress the long-trained models."""
+    _run_train(ctx, final_dir(ctx, LONG), init=False)
+
+
+def make_special_fp(ctx: Context, iteration: int) -> None:
+    """fp tasks for the special sets given as structures or generators."""
+    work = final_dir(ctx, SPECIAL_FP)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    frames = special_frames(ctx.param["final_training"], ctx.work_dir, ctx.param)
+    write_fp_tasks(fp_style(ctx.param, ctx.work_dir), frames, work)
+    log.info("final: %d special structures to label", len(frames))
+
+
+def run_special_fp(ctx: Context, iteration: int) -> None:
+    """Label the special structures with the run's fp style."""
+    run_fp_tasks(ctx, f"{FINAL}/{SPECIAL_FP}")
+
+
+def post_special_fp(ctx: Context, iteration: int) -> None:
+    """Collect the special labels into ``final/01.special_fp/data.KKK`` (K = special set)."""
+    work = final_dir(ctx, SPECIAL_FP)
+    if any(work.glob("task.*")):
+        collect_labels(fp_style(ctx.param, ctx.work_dir), work, ctx.param["ratio_failed"])
+
+
+def _special_data(ctx: Context, k: int, entry: dict) -> list[Path]:
+    if entry.get("data"):
+        return [ctx.work_dir / entry["data"]]
+    return [t.parent for t in sorted(final_dir(ctx, SPECIAL_FP).glob(f"data.{k:03d}/**/type.raw"))]
+
+
+def make_special_train(ctx: Context, iteration: int) -> None:
+    """Retraining from the long-trained models with the special sets weighted up."""
+    conf = ctx.param["final_training"]
+    work = final_dir(ctx, SPECIAL)
+    if not special_sets(conf):
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    systems, _ = training_systems(ctx, iteration + 1)
+    blocks = [(systems, 1.0)] + [(_special_data(ctx, k, e), e["weight"]) for k, e in enumerate(special_sets(conf))]
+    _make_train(ctx, work, blocks, conf["special_numb_steps"], init_from=final_dir(ctx, LONG))
+    log.info("final: specialisation with %d special set(s), weights %s", len(blocks) - 1,
+             [e["weight"] for e in special_sets(conf)])
+
+
+def run_special_train(ctx: Context, iteration: int) -> None:
+    """Train, freeze and compress the specialised models."""
+    if special_sets(ctx.param["final_training"]):
+        _run_train(ctx, final_dir(ctx, SPECIAL), init=True)
+
+
+# ---------------------------------------------------------------- model test
+
+def final_models(ctx: Context) -> dict[str, Path]:
+    """``{name: frozen model}`` of the final models: long-trained (and compressed), specialised."""
+    suffix = model_suffix(ctx.param["train_backend"])
+    out = {}
+    for stage, kind in ((LONG, "long"), (SPECIAL, "special")):
+        for task in sorted(final_dir(ctx, stage).glob("[0-9][0-9][0-9]")):
+            for f, tag in ((f"frozen_model{suffix}", ""), (f"compressed_model{suffix}", "_compressed")):
+                if (task / f).is_file():
+                    out[f"{kind}_{task.name}{tag}"] = task / f
+    return out
+
+
+def validation_systems(ctx: Context, iteration: int) -> list[Path]:
+    """Held-out frames of every iteration (``02.fp/valid.*``) and the user's validation data."""
+    held = [t.parent for j in range(iteration + 1) for t in sorted(ctx.path(j, "02.fp").glob("valid.*/**/type.raw"))]
+    return held + [ctx.work_dir / d for d in ctx.param["final_training"]["validation"]["data"]]
+
+
+def rmse_from_detail(prefix: Path, natoms: np.ndarray) -> dict:
+    """RMSEs from ``dp test -d prefix`` detail files.
+
+    Parameters
+    ----------
+    natoms : (n_frames,) atoms per tested frame, in the order of ``prefix.e.out``
+
+    Returns
+    -------
+    dict
+        ``energy_rmse_meV_per_atom``, ``force_rmse_meV_per_A``, ``virial_rmse_meV_per_atom``
+        (None when the data has no virial), ``n_frames``.
+    """
+    e = np.loadtxt(f"{prefix}.e.out", ndmin=2)        # data_e pred_e (eV)
+    f = np.loadtxt(f"{prefix}.f.out", ndmin=2)        # data_fx..fz pred_fx..fz (eV/Å)
+    out = {
+        "energy_rmse_meV_per_atom": float(1e3 * np.sqrt(np.mean(((e[:, 0] - e[:, 1]) / natoms) ** 2))),
+        "force_rmse_meV_per_A": float(1e3 * np.sqrt(np.mean((f[:, :3] - f[:, 3:6]) ** 2))),
+        "virial_rmse_meV_per_atom": None, "n_frames": int(len(e)),
+    }
+    vfile = Path(f"{prefix}.v.out")
+    if vfile.is_file():
+        v = np.loadtxt(vfile, ndmin=2)                # data_v (9) pred_v (9) (eV)
+        if np.any(v[:, :9]):
+            out["virial_rmse_meV_per_atom"] = float(1e3 * np.sqrt(np.mean(((v[:, :9] - v[:, 9:18]) / natoms[:, None]) ** 2)))
+    return out
+
+
+def test_models(ctx: Context, iteration: int) -> dict:
+    """``dp test`` every final model and the loop's last model on the validation set;
+    write ``final/model_test.json`` and return it.
+
+    Raises
+    ------
+    ParamError
+        if the validation set is empty (too few labels held out).
+    """
+    valid = validation_systems(ctx, iteration)
+    if not valid:
+        raise ParamError("final_training.validation: the validation set is empty; raise holdout_ratio or give data")
+    work = final_dir(ctx, TEST)
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "valid").mkdir(parents=True)
+    natoms = []
+    for k, s in enumerate(valid):
+        os.symlink(s.resolve(), work / "valid" / f"sys.{k:03d}")
+        data = dpdata.LabeledSystem(str(s), fmt="deepmd/npy")
+        natoms += [data.get_natoms()] * data.get_nframes()
+    (work / "systems.txt").write_text("".join(f"../valid/sys.{k:03d}\n" for k in range(len(valid))))
+    models = {"loop": graphs(ctx, iteration)[0].resolve(), **final_models(ctx)}
+    conf = ctx.stage_conf("train")
+    dp = conf["command"] or executable("dp")
+    flag = "--tf" if ctx.param["train_backend"] == "tensorflow" else "--pt"
+    tasks = []
+    for name, model in models.items():
+        (work / name).mkdir()
+        link = work / name / ("model" + model.suffix)
+        os.symlink(model, link)
+        tasks.append(TaskSpec(path=name, command=f"{dp} {flag} test -m {link.name} -f ../systems.txt -n 100000 -d detail",
+                              forward_files=[link.name], backward_files=["detail.e.out", "detail.f.out", "detail.v.out"],
+                              outlog="test.log", errlog="test.err"))
+    run_tasks(conf, ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks, forward_common_files=["valid", "systems.txt"])
+    report = {"validation_systems": [str(s) for s in valid], "n_frames": len(natoms),
+              "models": {name: {"file": os.path.relpath(models[name], ctx.work_dir),
+                                **rmse_from_detail(work / name / "detail", np.array(natoms, dtype=float))}
+                         for name in models}}
+    atomic_write(ctx.work_dir / FINAL / TEST_REPORT, json.dumps(report, indent=1))
+    for name, r in report["models"].items():
+        log.info("model test %-22s energy %.2f meV/atom  force %.1f meV/Å  (%d frames)", name,
+                 r["energy_rmse_meV_per_atom"], r["force_rmse_meV_per_A"], r["n_frames"])
+    return report
+
+
+FINAL_STEPS = (make_long_train, run_long_train, make_special_fp, run_special_fp, post_special_fp,
+               make_special_train, run_special_train, test_models)
+FINAL_STEP_NAMES = tuple(f.__name__ for f in FINAL_STEPS)
