@@ -1,43 +1,69 @@
 """The only module that talks to dpdispatcher: turns a stage's tasks into a Submission and runs it.
 
-A submission's identity (dpdispatcher's hash) depends only on the tasks, the machine and
-the resources, all derived deterministically from the run's files, so a restarted
-``dpgen run`` rebuilds the same submission and dpdispatcher re-attaches to its jobs
-instead of submitting them again; tasks already finished are not re-run.
+Resuming without loss
+---------------------
+A submission's identity (dpdispatcher's hash) depends on the tasks, the machine and the
+resources.  Before anything is submitted, :func:`run_tasks` writes ``submission.json``
+into the step's folder (the hash and the submission's static description).  A restarted
+``dpgen run`` rebuilds the submission and
+
+* if the hash is the same, re-attaches to its jobs: the job states are recovered from
+  dpdispatcher's record, and the scheduler id of every job is re-read from the
+  ``<job_hash>_job_id`` file written right after ``sbatch``/``qsub``/``bsub``, so a job
+  submitted just before the kill is not submitted again;
+* if the hash changed (``machine.json`` edited: queue, nodes, group size, command,
+  remote root...), the previous submission is rebuilt from ``submission.json`` on its
+  own machine: its unfinished jobs are cancelled, its finished tasks' results are
+  downloaded and listed as ``salvaged``, and only the other tasks are submitted with
+  the new settings.  Finished work is never lost nor run twice.
+
+Failures
+--------
+A job that fails is resubmitted up to the machine's ``retry_count``; then it is recorded
+as failed while every other job runs to the end and its results are downloaded
+(:class:`TaskFailures`).  An error of the scheduler or of the connection (``squeue``
+failing, a dropped SSH link) is retried with exponential back-off, re-attaching to the
+same jobs.  Progress (tasks queued, running, finished, failed) goes to a progress bar on
+the terminal and to the ``dpgen_lite`` logger.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
 import sys
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dpgen_lite")
 
 STAGES = ("train", "model_devi", "fp")
-#: threads per task on the embedded local machine: tasks run side by side, one per core
-_SERIAL_ENVS = {
-    "OMP_NUM_THREADS": "1",
-    "TF_INTRA_OP_PARALLELISM_THREADS": "1",
-    "TF_INTER_OP_PARALLELISM_THREADS": "1",
-    "DP_INTRA_OP_PARALLELISM_THREADS": "1",
-    "DP_INTER_OP_PARALLELISM_THREADS": "1",
-}
+#: thread-count variables of OpenMP, TensorFlow and deepmd-kit
+THREAD_ENVS = ("OMP_NUM_THREADS", "TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS",
+               "DP_INTRA_OP_PARALLELISM_THREADS", "DP_INTER_OP_PARALLELISM_THREADS")
+#: the submission record written into each step's folder
+RECORD = "submission.json"
+#: attempts of a submission when the scheduler or the connection fails (not the jobs)
+QUERY_ATTEMPTS = 6
+#: longest pause between two attempts, s
+MAX_BACKOFF = 300.0
 
 
 def default_stage(stage: str) -> dict:
     """The embedded machine of ``stage`` used when ``machine.json`` is absent:
-    dpdispatcher's Shell batch on a LazyLocal context (tasks run in place)."""
+    dpdispatcher's Shell batch on a LazyLocal context (tasks run in place), one job
+    per core (``group_size`` 0 is filled in by :func:`run_tasks`)."""
     return {
         "command": None,
         "machine": {"batch_type": "Shell", "context_type": "LazyLocalContext", "local_root": "."},
         "resources": {
             "number_node": 1, "cpu_per_node": 1, "gpu_per_node": 0, "queue_name": "",
-            "group_size": 0, "envs": dict(_SERIAL_ENVS),
+            "group_size": 0, "envs": {},
         },
         "check_interval": 1,
     }
@@ -70,6 +96,186 @@ def _import_dpdispatcher():
     return dpdispatcher
 
 
+def _configs(stage_conf: dict, work_dir: Path, n_tasks: int) -> tuple[dict, dict]:
+    """dpdispatcher's machine and resources dicts of ``stage_conf`` for ``n_tasks`` tasks."""
+    mconf = copy.deepcopy(stage_conf["machine"])
+    mconf["local_root"] = str(work_dir)
+    if mconf.get("context_type", "").lower().startswith("lazylocal"):
+        mconf["remote_root"] = str(work_dir)
+    rconf = copy.deepcopy(stage_conf["resources"])
+    if not rconf.get("group_size"):
+        # embedded machine: at most one job per core, the cores shared among the jobs
+        cores = os.cpu_count() or 1
+        n_jobs = max(1, min(n_tasks, cores))
+        rconf["group_size"] = math.ceil(n_tasks / n_jobs)
+        rconf["envs"] = {**{k: str(cores // n_jobs) for k in THREAD_ENVS}, **rconf.get("envs", {})}
+    return mconf, rconf
+
+
+def _with_user_files(tasks: list[TaskSpec], stage_conf: dict) -> list[TaskSpec]:
+    """``tasks`` with the stage's ``user_forward_files`` / ``user_backward_files`` added (once)."""
+    fwd, bwd = stage_conf.get("user_forward_files") or [], stage_conf.get("user_backward_files") or []
+    return [TaskSpec(t.path, t.command, list(dict.fromkeys([*t.forward_files, *fwd])),
+                     list(dict.fromkeys([*t.backward_files, *bwd])), t.outlog, t.errlog) for t in tasks]
+
+
+class Progress:
+    """Counts of a step's tasks by state, on a tqdm bar (terminals only) and in the log.
+
+    ``update(submission)`` is called after every scheduler poll; a log line is written
+    whenever the counts change.
+    """
+
+    STATES = ("queued", "running", "finished", "failed")
+
+    def __init__(self, name: str, n_tasks: int, n_done: int = 0):
+        self.name = name
+        self.n_done = n_done
+        self.last: tuple | None = None
+        try:
+            from tqdm import tqdm
+            self.bar = tqdm(total=n_tasks + n_done, desc=name, unit="task", initial=n_done, disable=None,
+                            leave=False, file=sys.stderr)
+        except ImportError:  # pragma: no cover - tqdm comes with the dependencies
+            self.bar = None
+
+    def counts(self, submission) -> Counter:
+        """Tasks per state (``queued``, ``running``, ``finished``, ``failed``) of ``submission``."""
+        from dpdispatcher.utils.job_status import JobStatus as S
+        out = Counter({s: 0 for s in self.STATES})
+        out["finished"] += self.n_done
+        for job in submission.belonging_jobs:
+            for task in job.job_task_list:
+                state = task.task_state if task.task_state == S.finished else job.job_state
+                if state == S.finished:
+                    out["finished"] += 1
+                elif state == S.failed:
+                    out["failed"] += 1
+                elif state in (S.running, S.completing):
+                    out["running"] += 1
+                else:  # unsubmitted, waiting, terminated (being resubmitted), unknown
+                    out["queued"] += 1
+        return out
+
+    def update(self, submission) -> None:
+        """Show and log the current counts of ``submission``'s tasks."""
+        c = self.counts(submission)
+        key = tuple(c[s] for s in self.STATES)
+        if key == self.last:
+            return
+        self.last = key
+        text = ", ".join(f"{c[s]} {s}" for s in self.STATES)
+        log.info("%s: %s", self.name, text)
+        if self.bar is not None:
+            self.bar.n = c["finished"] + c["failed"]
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _submission_class(dpd):
+    """dpdispatcher's Submission that reports each poll to ``self.progress``."""
+
+    class TrackedSubmission(dpd.Submission):
+        """A Submission whose every state update is shown by its ``progress``."""
+
+        progress: Progress | None = None
+
+        def update_submission_state(self) -> None:
+            """Query the scheduler (dpdispatcher), then report the counts."""
+            super().update_submission_state()
+            if self.progress is not None:
+                self.progress.update(self)
+
+    return TrackedSubmission
+
+
+def _build(dpd, mconf: dict, rconf: dict, work_base: str, tasks: list[TaskSpec], fwd: list[str],
+           bwd: list[str]):
+    """A Submission of ``tasks`` on a fresh Machine, jobs generated (its hash is final)."""
+    machine = dpd.Machine.load_from_dict(mconf)
+    task_list = [dpd.Task(command=t.command, task_work_path=t.path, forward_files=t.forward_files,
+                          backward_files=t.backward_files, outlog=t.outlog, errlog=t.errlog) for t in tasks]
+    sub = _submission_class(dpd)(work_base=work_base, machine=machine, resources=dpd.Resources.load_from_dict(rconf),
+                                 task_list=task_list, forward_common_files=fwd, backward_common_files=bwd)
+    sub.generate_jobs()
+    return sub
+
+
+def _attach(sub, retry_failed: bool) -> None:
+    """Recover ``sub``'s jobs from dpdispatcher's record and the job-id files; write the record.
+
+    A job whose scheduler id file is newer than the record (the driver died between
+    ``sbatch`` and writing its record) gets that id, so it is watched, not resubmitted.
+    With ``retry_failed``, jobs that had exhausted their retries get a fresh count.
+    """
+    from dpdispatcher.utils.job_status import JobStatus as S
+    sub.try_recover_from_json()
+    ctx = sub.machine.context
+    for job in sub.belonging_jobs:
+        if job.job_state == S.finished:
+            continue
+        if job.job_state == S.failed and retry_failed:
+            job.job_state, job.fail_count, job.failure_reason = S.terminated, 0, None
+            for task in job.job_task_list:
+                if task.task_state == S.failed:
+                    task.task_state = S.terminated
+        id_file = f"{job.job_hash}_job_id"
+        if job.job_state != S.failed and ctx.check_file_exists(id_file):
+            job_id = ctx.read_file(id_file).strip()
+            if job_id and job_id != str(job.job_id):
+                log.info("re-attaching to job %s (%s) submitted before a restart", job_id, job.job_hash[:8])
+                job.job_id, job.job_state = job_id, S.waiting
+    sub.submission_to_json()
+
+
+def _close(sub) -> None:
+    """Close the machine's connection (SSH), if any."""
+    close = getattr(getattr(sub.machine, "context", None), "close", None)
+    if close is not None:
+        close()
+
+
+def _salvage(dpd, record: dict, wanted: set[str]) -> list[str]:
+    """Bring back what the previous submission (``record``) finished, on its own machine.
+
+    Its unfinished jobs are cancelled; the results of its finished tasks whose folder is
+    in ``wanted`` are downloaded.  Returns those task folders.
+    """
+    from dpdispatcher.utils.job_status import JobStatus as S
+    old = _submission_class(dpd).deserialize(record["submission"])
+    try:
+        _attach(old, retry_failed=False)
+        ctx = old.machine.context
+        for job in old.belonging_jobs:
+            if job.job_state != S.finished and str(job.job_id):
+                old.machine.kill(job)
+        done = [t for t in old.belonging_tasks if t.task_work_path in wanted and t.has_finished_tag(ctx)]
+        old.belonging_tasks, old.backward_common_files = done, []
+        if done:
+            ctx.download(old, check_exists=True, mark_failure=False)
+        return [t.task_work_path for t in done]
+    finally:
+        _close(old)
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_record(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, path)
+
+
 def run_tasks(
     stage_conf: dict,
     work_dir: Path,
@@ -80,64 +286,104 @@ def run_tasks(
     backward_common_files: list[str] = (),
     continue_on_failure: bool = False,
 ) -> None:
-    """Run ``tasks`` through dpdispatcher and wait for them.
+    """Run ``tasks`` through dpdispatcher and wait for them; resume a previous submission.
 
     Parameters
     ----------
-    stage_conf : a stage section of ``machine.json`` (``machine``, ``resources``, ...)
+    stage_conf : a stage section of ``machine.json`` (``machine``, ``resources``,
+        ``user_forward_files``, ``user_backward_files``, ``check_interval`` in s)
     work_dir : the run folder (dpdispatcher's ``local_root``)
-    work_base : folder of the tasks, relative to ``work_dir``
+    work_base : folder of the tasks, relative to ``work_dir``; ``submission.json`` is written there
+    tasks : the tasks; ``path`` relative to ``work_base``
     continue_on_failure : collect every other task's results when a job fails for good
 
     Raises
     ------
     TaskFailures
-        with ``continue_on_failure``, when some jobs failed after all retries.
+        with ``continue_on_failure``, when some jobs failed after all retries (the
+        other tasks' results are downloaded).
     RuntimeError
-        without it, as soon as a job failed after all retries (dpdispatcher's error).
+        without it, when some jobs failed after all retries (after the other jobs
+        finished); when the scheduler or the connection kept failing for
+        ``QUERY_ATTEMPTS`` attempts; when a changed submission cannot be recovered.
     """
     if not tasks:
         return
     dpd = _import_dpdispatcher()
-    mconf = copy.deepcopy(stage_conf["machine"])
-    mconf["local_root"] = str(work_dir)
-    if mconf.get("context_type", "").lower().startswith("lazylocal"):
-        mconf["remote_root"] = str(work_dir)
-    rconf = copy.deepcopy(stage_conf["resources"])
-    if not rconf.get("group_size"):
-        # embedded machine: one job per core, tasks of a job run one after another
-        rconf["group_size"] = math.ceil(len(tasks) / (os.cpu_count() or 1))
-    machine = dpd.Machine.load_from_dict(mconf)
-    resources = dpd.Resources.load_from_dict(rconf)
-    task_list = [
-        dpd.Task(command=t.command, task_work_path=t.path, forward_files=t.forward_files,
-                 backward_files=t.backward_files, outlog=t.outlog, errlog=t.errlog)
-        for t in tasks
-    ]
-    submission = dpd.Submission(
-        work_base=work_base, machine=machine, resources=resources, task_list=task_list,
-        forward_common_files=list(forward_common_files),
-        backward_common_files=list(backward_common_files),
-    )
-    log.info("%s: %d task(s) in %s", work_base, len(tasks), work_dir)
+    tasks = _with_user_files(tasks, stage_conf)
+    mconf, rconf = _configs(stage_conf, work_dir, len(tasks))
+    fwd, bwd = list(forward_common_files), list(backward_common_files)
+    interval = stage_conf.get("check_interval", 30)
+    record_path = work_dir / work_base / RECORD
+    record = _read_record(record_path)
+    salvaged = set(record.get("salvaged", [])) if record else set()
+
+    def build():
+        todo = [t for t in tasks if t.path not in salvaged]
+        return _build(dpd, mconf, rconf, work_base, todo, fwd, bwd) if todo else None
+
+    sub = build()
+    if record is not None and (sub is None or record["hash"] != sub.submission_hash):
+        if sub is not None:
+            _close(sub)
+        log.warning("%s: the submission changed since the last run (machine.json edited?): recovering "
+                    "the finished tasks of the previous one", work_base)
+        try:
+            got = _salvage(dpd, record, {t.path for t in tasks} - salvaged)
+        except Exception as err:
+            raise RuntimeError(
+                f"{work_base}: cannot recover the previous submission recorded in {record_path} "
+                f"({type(err).__name__}: {err}). Restore the previous machine.json, or delete "
+                f"{record_path} to submit every task of this step anew.") from err
+        log.info("%s: %d finished task(s) recovered from the previous submission", work_base, len(got))
+        salvaged.update(got)
+        sub = build()
+    new_record = {"hash": sub.submission_hash if sub else None, "salvaged": sorted(salvaged),
+                  "submission": sub.serialize(if_static=True) if sub else None}
+    _write_record(record_path, new_record)
+    if sub is None:
+        return
+    log.info("%s: %d task(s) in %d job(s), submission %s", work_base, len(sub.belonging_tasks),
+             len(sub.belonging_jobs), sub.submission_hash[:12])
+    progress = Progress(work_base, len(sub.belonging_tasks), len(salvaged))
     try:
-        submission.run_submission(
-            check_interval=stage_conf.get("check_interval", 30),
-            clean=False,
-            continue_on_failure=continue_on_failure,
-        )
-    except RuntimeError:
-        if not continue_on_failure:
-            raise
-        failed = [t.task_work_path for job in submission.failed_jobs() for t in job.job_task_list]
-        if not failed:
-            raise
-        raise TaskFailures(failed) from None
+        _run(sub, build, interval, progress, continue_on_failure)
     finally:
-        # keep no SSH connection or thread alive after the step
-        close = getattr(machine.context, "close", None)
-        if close is not None:
-            close()
+        progress.close()
+
+
+def _run(sub, build, interval: float, progress: Progress, continue_on_failure: bool) -> None:
+    """Run ``sub`` to the end; on scheduler or connection errors, wait and re-attach (``build``)."""
+    from dpdispatcher.utils.job_status import JobStatus as S
+    attempt = 0
+    try:
+        while True:
+            sub.progress = progress
+            try:
+                _attach(sub, retry_failed=attempt == 0)
+                sub.run_submission(check_interval=interval, clean=False, continue_on_failure=True)
+                return
+            except Exception as err:
+                if sub.failed_jobs() and sub.check_all_finished():
+                    progress.update(sub)
+                    failed = sorted(t.task_work_path for job in sub.failed_jobs() for t in job.job_task_list
+                                    if t.task_state != S.finished)
+                    if continue_on_failure:
+                        raise TaskFailures(failed) from None
+                    raise RuntimeError(f"{sub.work_base}: {len(failed)} task(s) failed after all retries: "
+                                       f"{', '.join(failed)}\n{err}") from None
+                attempt += 1
+                if attempt == QUERY_ATTEMPTS:
+                    raise
+                delay = min(MAX_BACKOFF, interval * 2 ** (attempt - 1))
+                first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                log.warning("%s: scheduler or connection error (%s: %s); re-attaching in %.0f s (attempt %d of %d)",
+                            sub.work_base, type(err).__name__, first_line, delay, attempt + 1, QUERY_ATTEMPTS)
+                _close(sub)
+                time.sleep(delay)
+                sub = build()
+    finally:
+        _close(sub)
 
 
 def executable(name: str) -> str:

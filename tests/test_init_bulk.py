@@ -55,3 +55,20 @@ def test_init_bulk_bad_cell_type(tmp_path, capsys):
     assert run_init(tmp_path, param) == 2
     assert "cell_type = 'bct'" in capsys.readouterr().err
     assert not list(tmp_path.glob("Cu.*"))
+
+
+def test_init_bulk_cp2k_through_dispatcher(tmp_path):
+    """Real DFT labels: CP2K on two 4-atom Al cells, run as dpdispatcher tasks, read by dpdata."""
+    param = {
+        "type_map": ["Al"], "elements": ["Al"], "cell_type": "fcc", "latt": 4.05, "super_cell": [1, 1, 1],
+        "scale": [1.0], "pert_numb": 1, "pert_box": 0.0, "pert_atom": 0.05, "fp_style": "cp2k",
+        "fp_params": {"cutoff": 200, "rel_cutoff": 40, "kpoints": [2, 2, 2]},
+    }
+    assert run_init(tmp_path, param) == 0
+    data = dpdata.LabeledSystem(str(tmp_path / "Al.fcc.01x01x01/02.md/sys-0004/deepmd"), fmt="deepmd/npy")
+    assert data.get_nframes() == 2
+    assert np.all(np.abs(data["energies"] / 4 + 56.2) < 0.5)     # PBE/GTH Al, eV/atom
+    assert np.abs(data["forces"][0]).max() < 1e-3                  # perfect fcc: no force
+    assert np.abs(data["forces"][1]).max() > 0.01                  # perturbed: forces
+    assert np.allclose(data["forces"][1].sum(axis=0), 0, atol=5e-3)
+    assert np.allclose(data["virials"], data["virials"].transpose(0, 2, 1), atol=1e-3)
