@@ -1,4 +1,4 @@
-"""Command line: ``dpgen run``, ``dpgen init_bulk``, ``dpgen status``."""
+"""Command line: ``dpgen run``, ``dpgen init_bulk``, ``dpgen status``, ``dpgen autotest``."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def cmd_status(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dpgen`` console script; returns the exit code (2 for bad input)."""
+    """Entry point of the ``dpgen`` console script; returns the exit code: 2 for bad input,
+    1 when too many fp tasks failed (the run resumes once the cause is fixed)."""
     parser = argparse.ArgumentParser(prog="dpgen", description="concurrent learning of Deep Potential models")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, doc in (("run", cmd_run, "run or resume the concurrent-learning loop"),
@@ -81,12 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="where a run stands")
     p.add_argument("work_dir", nargs="?", default=".")
     p.set_defaults(func=cmd_status)
+    from .autotest.cli import add_parser as add_autotest
+    add_autotest(sub)
     args = parser.parse_args(argv)
+    from .label.stage import TooManyFailedFpTasks
     try:
         args.func(args)
     except ParamError as err:
         print(f"dpgen: error: {err}", file=sys.stderr)
         return 2
+    except TooManyFailedFpTasks as err:
+        log.error("%s", err)
+        print(f"dpgen: stopped: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,8 +20,11 @@ from dpgen_lite.label.base import FP_STYLES, FpTaskFailed
 from dpgen_lite.label.cp2k import (
     SCF_NOT_CONVERGED,
     Cp2kStyle,
+    keyword,
     parse_cp2k_input,
     render_cp2k_input,
+    subsection,
+    subsections,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "cp2k"
@@ -295,26 +298,26 @@ def test_dpgen_style_template_and_user_params(tmp_path):
     text = (tmp_path / "task" / "input.inp").read_text()
     root = parse_cp2k_input(text)
     assert render_cp2k_input(parse_cp2k_input(text)) == text
-    glob = root.section("GLOBAL")
-    assert glob.keyword("RUN_TYPE").value == "ENERGY_FORCE"
-    assert glob.keyword("PRINT_LEVEL").value == "MEDIUM"
-    fe = root.section("FORCE_EVAL")
-    assert fe.keyword("STRESS_TENSOR").value == "ANALYTICAL"
-    forces = fe.section("PRINT").section("FORCES")
-    assert forces.param == "ON" and forces.keyword("FILENAME") is None
-    assert fe.section("PRINT").section("STRESS_TENSOR").param == "ON"
-    subsys = fe.section("SUBSYS")
-    cell = subsys.section("CELL")
-    assert cell.keyword("ABC") is None and cell.keyword("PERIODIC").value == "XYZ"
-    assert cell.keyword("A").value.split()[1:] == ["4.0500000000", "0.0000000000", "0.0000000000"]
-    assert subsys.section("TOPOLOGY").keyword("COORD_FILE_NAME") is None
-    coord_lines = [kw for kw in subsys.section("COORD").items if kw.name == "Al"]
+    glob = root.get_subsection("GLOBAL")
+    assert keyword(glob, "RUN_TYPE") == "ENERGY_FORCE"
+    assert keyword(glob, "PRINT_LEVEL") == "MEDIUM"
+    fe = root.get_subsection("FORCE_EVAL")
+    assert keyword(fe, "STRESS_TENSOR") == "ANALYTICAL"
+    forces = fe.get_subsection("PRINT/FORCES")
+    assert forces.params == "ON" and keyword(forces, "FILENAME") is None
+    assert fe.get_subsection("PRINT/STRESS_TENSOR").params == "ON"
+    subsys = fe.get_subsection("SUBSYS")
+    cell = subsys.get_subsection("CELL")
+    assert keyword(cell, "ABC") is None and keyword(cell, "PERIODIC") == "XYZ"
+    assert keyword(cell, "A").split()[1:] == ["4.0500000000", "0.0000000000", "0.0000000000"]
+    assert keyword(subsys.get_subsection("TOPOLOGY"), "COORD_FILE_NAME") is None
+    coord_lines = [line for line in subsys.get_subsection("COORD").keywords if line.split()[0] == "Al"]
     assert len(coord_lines) == 4
-    assert subsys.section("KIND", "Al").keyword("BASIS_SET").value == "DZVP-MOLOPT-SR-GTH"
-    assert subsys.section("KIND", "Mg").keyword("BASIS_SET").value == "SZV-MOLOPT-SR-GTH"
-    scf = fe.section("DFT").section("SCF")
-    assert scf.keyword("EPS_SCF").value == "1e-07"
-    assert scf.section("SMEAR").param == "ON"
+    assert keyword(subsection(subsys, "KIND", "Al"), "BASIS_SET") == "DZVP-MOLOPT-SR-GTH"
+    assert keyword(subsection(subsys, "KIND", "Mg"), "BASIS_SET") == "SZV-MOLOPT-SR-GTH"
+    scf = fe.get_subsection("DFT/SCF")
+    assert keyword(scf, "EPS_SCF") == "1e-07"
+    assert scf.get_subsection("SMEAR").params == "ON"
     assert "@SET CUT 300" in text and "CUTOFF ${CUT}" in text
 
 
@@ -376,16 +379,16 @@ def test_merge_dict_rules():
             }
         },
     )
-    dft = root.section("FORCE_EVAL").section("DFT")
-    functionals = dft.section("XC").sections("XC_FUNCTIONAL")
-    assert [f.param for f in functionals] == ["BLYP"]
-    scf = dft.section("SCF")
-    assert [(k.name, k.value) for k in scf.items] == [("MAX_SCF", "10"), ("IGNORE_CONVERGENCE_FAILURE", ".FALSE.")]
-    assert dft.section("KPOINTS").keyword("SCHEME").value == "MONKHORST-PACK 2 2 2"
-    kinds = root.section("FORCE_EVAL").section("SUBSYS").sections("KIND")
-    assert [k.param for k in kinds] == ["Al", "Mg"]
-    assert kinds[0].keyword("BASIS_SET").value == "DZVP-MOLOPT-SR-GTH"
-    assert kinds[0].keyword("POTENTIAL").value == "GTH-PBE"
+    dft = root.get_subsection("FORCE_EVAL/DFT")
+    functionals = subsections(dft.get_subsection("XC"), "XC_FUNCTIONAL")
+    assert [f.params for f in functionals] == ["BLYP"]
+    scf = dft.get_subsection("SCF")
+    assert scf.keywords == ["MAX_SCF 10", "IGNORE_CONVERGENCE_FAILURE .FALSE."] and scf.subsections == []
+    assert keyword(dft.get_subsection("KPOINTS"), "SCHEME") == "MONKHORST-PACK 2 2 2"
+    kinds = subsections(root.get_subsection("FORCE_EVAL/SUBSYS"), "KIND")
+    assert [k.params for k in kinds] == ["Al", "Mg"]
+    assert keyword(kinds[0], "BASIS_SET") == "DZVP-MOLOPT-SR-GTH"
+    assert keyword(kinds[0], "POTENTIAL") == "GTH-PBE"
     with pytest.raises(ValueError, match="closes section &SCF"):
         parse_cp2k_input("&SCF\n&END DFT\n")
     with pytest.raises(ValueError, match="never closed"):
@@ -396,10 +399,10 @@ def test_generated_input_defaults_and_no_smearing(tmp_path):
     style = Cp2kStyle({"type_map": ["Al"]}, tmp_path)
     style.check()
     style.write_inputs(al_frame(), tmp_path / "a")
-    scf = parse_cp2k_input((tmp_path / "a" / "input.inp").read_text()).section("FORCE_EVAL").section("DFT").section("SCF")
-    assert scf.section("SMEAR").keyword("ELECTRONIC_TEMPERATURE").value == "[K] 1000.0"
-    assert scf.keyword("ADDED_MOS").value == "10"
-    assert scf.keyword("MAX_SCF").value == "100"
+    scf = parse_cp2k_input((tmp_path / "a" / "input.inp").read_text()).get_subsection("FORCE_EVAL/DFT/SCF")
+    assert keyword(scf.get_subsection("SMEAR"), "ELECTRONIC_TEMPERATURE") == "[K] 1000.0"
+    assert keyword(scf, "ADDED_MOS") == "10"
+    assert keyword(scf, "MAX_SCF") == "100"
 
     style = Cp2kStyle({"type_map": ["Al"], "fp_params": {"smearing_temperature": 0}}, tmp_path)
     style.check()
@@ -425,10 +428,10 @@ def test_interleaved_types_keep_atom_order(tmp_path):
     style = Cp2kStyle({"type_map": ["Al", "Mg", "Cu"], "fp_params": {"basis_set": "DZVP-MOLOPT-SR-GTH"}}, tmp_path)
     style.check()
     style.write_inputs(frame, tmp_path / "t")
-    subsys = parse_cp2k_input((tmp_path / "t" / "input.inp").read_text()).section("FORCE_EVAL").section("SUBSYS")
-    lines = [kw for kw in subsys.section("COORD").items if kw.name not in ("UNIT", "SCALED")]
-    assert [kw.name for kw in lines] == ["Cu", "Al", "Cu", "Al"]
-    np.testing.assert_allclose([[float(v) for v in kw.value.split()] for kw in lines], frame["coords"][0])
-    rows = [[float(v) for v in subsys.section("CELL").keyword(k).value.split()[1:]] for k in "ABC"]
+    subsys = parse_cp2k_input((tmp_path / "t" / "input.inp").read_text()).get_subsection("FORCE_EVAL/SUBSYS")
+    lines = [line.split() for line in subsys.get_subsection("COORD").keywords if line.split()[0] not in ("UNIT", "SCALED")]
+    assert [parts[0] for parts in lines] == ["Cu", "Al", "Cu", "Al"]
+    np.testing.assert_allclose([[float(v) for v in parts[1:]] for parts in lines], frame["coords"][0])
+    rows = [[float(v) for v in keyword(subsys.get_subsection("CELL"), k).split()[1:]] for k in "ABC"]
     np.testing.assert_allclose(rows, cell)
-    assert [k.param for k in subsys.sections("KIND")] == ["Al", "Cu"]  # no Mg: absent from the frame
+    assert [k.params for k in subsections(subsys, "KIND")] == ["Al", "Cu"]  # no Mg: absent from the frame

@@ -27,7 +27,7 @@
 How ``input.inp`` is built, in layers (each later layer wins):
 
 1. the base: the CP2K input file named by ``fp_template`` / ``external_input_path``
-   (relative to ``base_dir``), or, without one, an input generated from the defaults above;
+   (relative to ``base_dir``), or, without one, :data:`DEFAULT_INPUT` with all the defaults above;
 2. the ``fp_params`` keys that were given (over a template only those given explicitly);
 3. ``user_fp_params``: a nested dict mirroring CP2K sections, as in DP-GEN.  Keys are section
    or keyword names (case-insensitive); a dict value is a section, ``"_"`` its parameter
@@ -45,6 +45,13 @@ How ``input.inp`` is built, in layers (each later layer wins):
    ``TOPOLOGY/COORD_FILE_NAME``, ``COORD_FILE_FORMAT`` and ``MULTIPLE_UNIT_CELL`` are removed,
    so DP-GEN templates that read ``coord.xyz`` work unchanged.
 
+The input is held, parsed and written by ASE's CP2K input tree
+(``ase.calculators.cp2k.parse_input`` / ``InputSection``); this module adds only what ASE lacks:
+``#`` comments, ``\\`` continuation lines and nesting errors when parsing, case-insensitive
+look-up, replacing and deleting keywords and sections, repeated ``KIND`` sections and the
+``user_fp_params`` merge.  ASE writes a section's keywords (preprocessor lines such as ``@SET``
+included) before its subsections, so a template whose ``@IF`` block holds a section is refused.
+
 The task runs ``cp2k.psmp -i input.inp`` with all output in the file ``output``; the label is
 read by ``dpdata.LabeledSystem(output, fmt="cp2k/output")`` (energy Hartree -> eV, forces
 Hartree/Bohr -> eV/Å).  dpdata 1.1 reads the stress tensor only in CP2K's old layout
@@ -61,12 +68,12 @@ import os
 import re
 import shlex
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dpdata
 import numpy as np
+from ase.calculators.cp2k import InputSection, parse_input
 from dpdata.periodic_table import ELEMENTS
 from dpdata.unit import PressureConversion
 
@@ -106,179 +113,178 @@ FP_PARAMS_DEFAULTS: dict[str, Any] = {
     "data_dir": None,
 }
 _DEBIAN_DATA_DIR = "/usr/share/cp2k"
+#: fp_params keys that set one keyword, and its path in ``&FORCE_EVAL/&DFT``
+_FP_KEYWORDS = {
+    "basis_set_file": "BASIS_SET_FILE_NAME", "potential_file": "POTENTIAL_FILE_NAME",
+    "cutoff": "MGRID/CUTOFF", "rel_cutoff": "MGRID/REL_CUTOFF",
+    "eps_scf": "SCF/EPS_SCF", "max_scf": "SCF/MAX_SCF",
+}
+
+
+def _num(v: Any, integer: bool = False) -> bool:
+    return isinstance(v, int if integer else (int, float)) and not isinstance(v, bool)
+
+
+#: fp_params checks: key -> (accepts a given value, what the value must be)
+_FP_RULES = {
+    **dict.fromkeys(("cutoff", "rel_cutoff", "eps_scf"), (lambda v: _num(v) and v > 0, "must be a positive number")),
+    "max_scf": (lambda v: _num(v, True) and v >= 1, "must be an integer >= 1"),
+    "added_mos": (lambda v: _num(v, True) and v >= -1, "must be an integer >= -1 (-1: all)"),
+    "kpoints": (
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_num(k, True) and k >= 1 for k in v),
+        "must be three integers >= 1 (a Monkhorst-Pack mesh), or null for the Gamma point only",
+    ),
+    "smearing_temperature": (
+        lambda v: _num(v) and v >= 0, "must be a temperature in K, or 0 / null for no smearing"
+    ),
+}
+#: the input without a template, before all fp_params (defaults filled in) are written into it
+DEFAULT_INPUT = """\
+&GLOBAL
+  PROJECT cp2k
+&END GLOBAL
+&FORCE_EVAL
+  METHOD QS
+  STRESS_TENSOR ANALYTICAL
+  &DFT
+    &SCF
+      SCF_GUESS ATOMIC
+      &DIAGONALIZATION ON
+        ALGORITHM STANDARD
+      &END DIAGONALIZATION
+      &MIXING T
+        METHOD BROYDEN_MIXING
+        ALPHA 0.3
+        NBROYDEN 8
+      &END MIXING
+    &END SCF
+    &QS
+      EPS_DEFAULT 1.0E-12
+    &END QS
+  &END DFT
+&END FORCE_EVAL
+"""
+
 
 # --------------------------------------------------------------------------------------
-# A small CP2K input tree: parse, merge a nested dict, write.
+# What ASE's CP2K InputSection lacks: case-insensitive look-up, replace/delete, merge a dict.
+# ASE keeps a keyword as its line ("NAME value"; in &COORD "kind x y z"), a section as
+# name (upper case), params (its parameter or None), keywords and subsections.
 # --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Keyword:
-    """One keyword line ``NAME value`` (in ``&COORD`` a data line: name = kind); case kept."""
+def parse_cp2k_input(text: str, source: str = "<input>") -> InputSection:
+    """Parse CP2K input text into ASE's tree (:func:`ase.calculators.cp2k.parse_input`).
 
-    name: str
-    value: str = ""
-
-
-@dataclass
-class Raw:
-    """A line kept verbatim (preprocessor directives such as ``@SET``, ``@INCLUDE``)."""
-
-    text: str
-
-
-@dataclass
-class Section:
-    """A CP2K input section ``&NAME param`` ... ``&END NAME`` holding keywords, sections, raw lines."""
-
-    name: str
-    param: str = ""
-    items: list[Keyword | Section | Raw] = field(default_factory=list)
-
-    def sections(self, name: str) -> list[Section]:
-        """All direct subsections called ``name`` (case-insensitive), in order."""
-        return [s for s in self.items if isinstance(s, Section) and s.name == name.upper()]
-
-    def section(self, name: str, param: str | None = None, create: bool = True) -> Section | None:
-        """The first subsection ``name`` (with parameter ``param`` if given), created if missing.
-
-        Returns ``None`` only when it is missing and ``create`` is false.
-        """
-        for sec in self.sections(name):
-            if param is None or sec.param.upper() == str(param).upper():
-                return sec
-        if not create:
-            return None
-        sec = Section(name.upper(), "" if param is None else str(param))
-        self.items.append(sec)
-        return sec
-
-    def keyword(self, name: str) -> Keyword | None:
-        """The first keyword ``name`` (case-insensitive), or ``None``."""
-        for kw in self.items:
-            if isinstance(kw, Keyword) and kw.name.upper() == name.upper():
-                return kw
-        return None
-
-    def set(self, name: str, value: Any) -> None:
-        """Set keyword ``name`` to ``value`` (replacing every earlier occurrence)."""
-        value = _format_value(value)
-        name = name.upper()
-        found = False
-        new_items: list[Keyword | Section | Raw] = []
-        for item in self.items:
-            if isinstance(item, Keyword) and item.name.upper() == name:
-                if not found:
-                    new_items.append(Keyword(name, value))
-                    found = True
-                continue
-            new_items.append(item)
-        if not found:
-            new_items.append(Keyword(name, value))
-        self.items = new_items
-
-    def remove(self, name: str) -> None:
-        """Remove every keyword and subsection called ``name``."""
-        name = name.upper()
-        self.items = [
-            it for it in self.items
-            if not (isinstance(it, (Keyword, Section)) and it.name.upper() == name)
-        ]
-
-    def render(self, indent: int = 0) -> list[str]:
-        """The section's lines, indented by two spaces per level."""
-        pad = "  " * indent
-        head = f"{pad}&{self.name}" + (f" {self.param}" if self.param else "")
-        lines = [head]
-        lines += _render_items(self.items, indent + 1)
-        lines.append(f"{pad}&END {self.name}")
-        return lines
-
-
-def _render_items(items, indent: int) -> list[str]:
-    pad = "  " * indent
-    lines: list[str] = []
-    for it in items:
-        if isinstance(it, Section):
-            lines += it.render(indent)
-        elif isinstance(it, Keyword):
-            lines.append(f"{pad}{it.name} {it.value}".rstrip())
-        else:
-            lines.append(it.text)
-    return lines
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return ".TRUE." if value else ".FALSE."
-    if isinstance(value, (list, tuple)):
-        return " ".join(_format_value(v) for v in value)
-    return str(value)
-
-
-def parse_cp2k_input(text: str, source: str = "<input>") -> Section:
-    """Parse CP2K input text into a tree whose root (name ``""``) holds the top-level sections.
-
-    Comments (``#``, ``!``) are dropped, ``\\`` continuation lines joined, preprocessor lines
-    (``@SET``, ``@INCLUDE``, ``@IF``...) kept verbatim.  Section names are upper-cased; keyword
-    names (in ``&COORD`` the kind names), values and section parameters are kept as written
-    and matched case-insensitively.
+    Before ASE's parser (which drops ``!`` comments and nests ``&NAME`` ... ``&END``), ``#``
+    comments are dropped, ``\\`` continuation lines joined and the nesting checked.
+    Preprocessor lines (``@SET``, ``@INCLUDE``) stay as keyword lines of their section; ASE
+    writes a section's keywords before its subsections, so an ``@IF`` block that holds a
+    section is refused rather than silently reordered.
 
     Raises
     ------
     ValueError
-        on an ``&END`` without a section, a mismatched ``&END NAME`` or an unclosed section.
+        on an ``&END`` without a section, a mismatched ``&END NAME``, an unclosed section or
+        a section inside an ``@IF`` block.
     """
-    root = Section("")
-    stack = [root]
-    logical: list[tuple[int, str]] = []
-    buf, start = "", 0
+    lines: list[str] = []
+    stack: list[str] = []
+    buf, if_depth = "", 0
     for lineno, line in enumerate(text.splitlines(), 1):
-        if not buf:
-            start = lineno
-        stripped = line.rstrip()
-        if stripped.endswith("\\"):
-            buf += stripped[:-1] + " "
+        if line.rstrip().endswith("\\"):
+            buf += line.rstrip()[:-1] + " "
             continue
-        logical.append((start, buf + line))
+        s = re.split(r"(?:^|\s)[#!]", buf + line, maxsplit=1)[0].strip().replace("\t", " ")
         buf = ""
-    if buf:
-        logical.append((start, buf))
-    for lineno, line in logical:
-        s = line.strip()
-        if not s or s[0] in "#!":
-            continue
-        if s.startswith("@"):
-            stack[-1].items.append(Raw(s))
-            continue
-        s = re.split(r"\s[#!]", s, maxsplit=1)[0].strip()
-        if s.startswith("&"):
-            head, _, rest = s[1:].partition(" ")
-            head = head.upper()
-            if head == "END":
-                name = rest.strip().upper()
-                if len(stack) == 1:
-                    raise ValueError(f"{source}:{lineno}: '&END {name}' without an open section")
-                if name and name != stack[-1].name:
-                    raise ValueError(
-                        f"{source}:{lineno}: '&END {name}' closes section &{stack[-1].name}"
-                    )
-                stack.pop()
-            else:
-                sec = Section(head, rest.strip())
-                stack[-1].items.append(sec)
-                stack.append(sec)
-            continue
-        name, _, value = s.partition(" ")
-        stack[-1].items.append(Keyword(name, value.strip()))
-    if len(stack) > 1:
-        raise ValueError(f"{source}: section &{stack[-1].name} is never closed (&END missing)")
-    return root
+        head = s.split()[0].upper() if s else ""
+        if_depth += (head == "@IF") - (head == "@ENDIF")
+        if head == "&END":
+            name = s[4:].strip().upper()
+            if not stack:
+                raise ValueError(f"{source}:{lineno}: '&END {name}' without an open section")
+            if name and name != stack[-1]:
+                raise ValueError(f"{source}:{lineno}: '&END {name}' closes section &{stack[-1]}")
+            stack.pop()
+        elif head.startswith("&"):
+            if if_depth > 0:
+                raise ValueError(f"{source}:{lineno}: section {head} inside an @IF block is not supported")
+            stack.append(head[1:])
+        lines.append(s)
+    if stack:
+        raise ValueError(f"{source}: section &{stack[-1]} is never closed (&END missing)")
+    return parse_input("\n".join(lines + [buf]))
 
 
-def render_cp2k_input(root: Section) -> str:
-    """The text of a tree made by :func:`parse_cp2k_input` or :func:`merge_dict`."""
-    return "\n".join(_render_items(root.items, 0)) + "\n"
+def render_cp2k_input(root: InputSection) -> str:
+    """The input file text of ``root`` (ASE's :meth:`InputSection.write`, one line each)."""
+    return "\n".join(root.write()) + "\n"
+
+
+def format_value(value: Any) -> str:
+    """A CP2K keyword value: booleans ``.TRUE.``/``.FALSE.``, lists joined by spaces."""
+    if isinstance(value, bool):
+        return ".TRUE." if value else ".FALSE."
+    if isinstance(value, (list, tuple)):
+        return " ".join(format_value(v) for v in value)
+    return str(value)
+
+
+def _name(line: str) -> str:
+    return line.split(maxsplit=1)[0].upper() if line.strip() else ""
+
+
+def keyword_values(sec: InputSection, name: str) -> list[str]:
+    """The values of every keyword line ``name`` (case-insensitive) of ``sec``, in order."""
+    return [(line.split(maxsplit=1) + [""])[1] for line in sec.keywords if _name(line) == name.upper()]
+
+
+def keyword(sec: InputSection, name: str) -> str | None:
+    """The value of the first keyword ``name`` (case-insensitive) of ``sec``, or ``None``."""
+    return next(iter(keyword_values(sec, name)), None)
+
+
+def set_keyword(sec: InputSection, path: str, value: Any) -> None:
+    """Set keyword ``path`` (``"RUN_TYPE"`` or ``"GLOBAL/RUN_TYPE"``) to :func:`format_value` of ``value``.
+
+    Every earlier line of that keyword is replaced; missing sections on the path are created
+    by ASE's :meth:`InputSection.get_subsection` (which raises ``Exception`` if one is repeated).
+    """
+    *parents, name = path.upper().split("/")
+    if parents:
+        sec = sec.get_subsection("/".join(parents))
+    delete(sec, name, sections=False)
+    sec.keywords.append(f"{name} {format_value(value)}".rstrip())
+
+
+def delete(sec: InputSection, name: str, sections: bool = True) -> None:
+    """Remove every keyword line ``name`` of ``sec`` and, if ``sections``, every subsection ``name``."""
+    sec.keywords = [line for line in sec.keywords if _name(line) != name.upper()]
+    if sections:
+        sec.subsections = [s for s in sec.subsections if s.name != name.upper()]
+
+
+def subsections(sec: InputSection, name: str, param: Any = None) -> list[InputSection]:
+    """The direct subsections ``name`` of ``sec`` (with parameter ``param`` if given), case-insensitive."""
+    want = None if param is None else format_value(param).upper()
+    return [
+        s for s in sec.subsections
+        if s.name == name.upper() and (want is None or (s.params or "").upper() == want)
+    ]
+
+
+def subsection(sec: InputSection, name: str, param: Any = None, create: bool = True) -> InputSection | None:
+    """The first subsection ``name`` (with parameter ``param`` if given), appended if missing.
+
+    Unlike ASE's ``get_subsection`` this tells repeated sections (``&KIND Al``, ``&KIND Mg``)
+    apart.  Returns ``None`` only when it is missing and ``create`` is false.
+    """
+    found = subsections(sec, name, param)
+    if found or not create:
+        return found[0] if found else None
+    new = InputSection(name, None if param is None else format_value(param))
+    sec.subsections.append(new)
+    return new
 
 
 #: sections told apart by their parameter (``&KIND Al``, ``&KIND Mg``); any other section
@@ -286,28 +292,13 @@ def render_cp2k_input(root: Section) -> str:
 KEYED_SECTIONS = {"KIND"}
 
 
-def _merge_target(section: Section, key: str, param: Any) -> Section:
-    if param is None:
-        return section.section(key)
-    param = _format_value(param)
-    same = section.section(key, param, create=False)
-    if same is not None:
-        return same
-    if key.upper() not in KEYED_SECTIONS:
-        first = section.section(key, create=False)
-        if first is not None:
-            first.param = param
-            return first
-    return section.section(key, param)
-
-
-def merge_dict(section: Section, params: dict, where: str = "user_fp_params") -> None:
-    """Merge a DP-GEN style nested dict into ``section`` in place.
+def merge_dict(sec: InputSection, params: dict, where: str = "user_fp_params") -> None:
+    """Merge a DP-GEN style nested dict into ``sec`` in place.
 
     A dict value is a subsection (``"_"`` its parameter), a list of dicts repeated subsections,
     a dict whose ``"_"`` is a list DP-GEN's compact form of repeated subsections (list-valued
-    keywords are zipped with it), ``None`` removes the keyword or subsection, anything else
-    sets a keyword (lists joined by spaces, booleans as ``.TRUE.``/``.FALSE.``).  ``KIND``
+    keywords are zipped with it), ``None`` removes the keyword or subsection, an ``"@..."`` key
+    adds a preprocessor line, anything else sets a keyword (:func:`format_value`).  ``KIND``
     subsections are matched by name and parameter (a new one is added for a new parameter),
     others by name (``{"XC_FUNCTIONAL": {"_": "BLYP"}}`` replaces the functional).
 
@@ -319,38 +310,42 @@ def merge_dict(section: Section, params: dict, where: str = "user_fp_params") ->
     for key, value in params.items():
         path = f"{where}.{key}"
         if key == "_":
-            section.param = _format_value(value)
-        elif isinstance(key, str) and key.startswith("@"):
-            section.items.append(Raw(f"{key.upper()} {_format_value(value)}".rstrip()))
+            sec.params = format_value(value)
+        elif key.startswith("@"):
+            sec.keywords.append(f"{key.upper()} {format_value(value)}".rstrip())
         elif value is None:
-            section.remove(key)
+            delete(sec, key)
         elif isinstance(value, dict) and isinstance(value.get("_"), list):
-            params_list = value["_"]
+            n = len(value["_"])
             for name, v in value.items():
-                if isinstance(v, list) and len(v) != len(params_list):
+                if isinstance(v, list) and len(v) != n:
                     raise ValueError(
-                        f"{path}.{name} has {len(v)} entries but {path}._ has {len(params_list)}; "
+                        f"{path}.{name} has {len(v)} entries but {path}._ has {n}; "
                         "in the compact form every list must have one entry per section"
                     )
-            for i, p in enumerate(params_list):
+            for i, p in enumerate(value["_"]):
                 sub = {k: (v[i] if isinstance(v, list) else v) for k, v in value.items() if k != "_"}
-                merge_dict(section.section(key, p), sub, f"{path}[{i}]")
+                merge_dict(subsection(sec, key, p), sub, f"{path}[{i}]")
         elif isinstance(value, dict):
-            sub = _merge_target(section, key, value.get("_"))
-            merge_dict(sub, {k: v for k, v in value.items() if k != "_"}, path)
+            param = value.get("_")
+            target = subsection(sec, key, param, create=False)
+            if target is None and param is not None and key.upper() not in KEYED_SECTIONS:
+                target = subsection(sec, key, create=False)  # same name, parameter replaced
+            target = target or subsection(sec, key, param)
+            merge_dict(target, value, path)
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            existing = section.sections(key)
+            existing = subsections(sec, key)
             for i, v in enumerate(value):
                 if "_" in v:  # matched by parameter
-                    sub = section.section(key, _format_value(v["_"]))
+                    sub = subsection(sec, key, v["_"])
                 elif i < len(existing):  # the i-th section of that name
                     sub = existing[i]
                 else:
-                    sub = Section(key.upper())
-                    section.items.append(sub)
+                    sub = InputSection(key)
+                    sec.subsections.append(sub)
                 merge_dict(sub, {k: w for k, w in v.items() if k != "_"}, f"{path}[{i}]")
         else:
-            section.set(key, value)
+            set_keyword(sec, key, value)
 
 
 # --------------------------------------------------------------------------------------
@@ -408,10 +403,10 @@ def _stress_gpa(text: str) -> np.ndarray | None:
     return np.array(rows)
 
 
-def _smearing_on(scf: Section) -> bool:
+def _smearing_on(scf: InputSection) -> bool:
     """Whether an ``&SCF`` section switches Fermi-level smearing on (``&SMEAR`` / ``&SMEAR ON``)."""
-    smear = scf.section("SMEAR", create=False)
-    return smear is not None and smear.param.strip().upper() in ("", "ON", "T", "TRUE", ".TRUE.", "YES")
+    smear = subsection(scf, "SMEAR", create=False)
+    return smear is not None and (smear.params or "").strip().upper() in ("", "ON", "T", "TRUE", ".TRUE.", "YES")
 
 
 def _input_cell(path: Path) -> np.ndarray | None:
@@ -420,10 +415,10 @@ def _input_cell(path: Path) -> np.ndarray | None:
         return None
     try:
         root = parse_cp2k_input(path.read_text(), str(path))
-        cell = root.sections("FORCE_EVAL")[0].section("SUBSYS").section("CELL", create=False)
+        cell = subsection(root.get_subsection("FORCE_EVAL/SUBSYS"), "CELL", create=False)
         rows = []
         for label in "ABC":
-            parts = cell.keyword(label).value.split()
+            parts = keyword(cell, label).split()
             if parts[0].lower() == "[angstrom]":
                 parts = parts[1:]
             rows.append([float(v) for v in parts])
@@ -510,65 +505,25 @@ class Cp2kStyle(FpStyle):
         dirs += [Path(_DEBIAN_DATA_DIR), Path(_DEBIAN_DATA_DIR) / "data", self.base_dir]
         return dirs
 
-    def _fp_overlay(self, explicit_only: bool) -> dict:
-        """fp_params as a nested CP2K dict (only the keys given when ``explicit_only``)."""
-        given = {k: v for k, v in self.fp.items() if v is not None}
-
-        def want(key: str) -> bool:
-            return key in given or not explicit_only
-
-        dft: dict[str, Any] = {}
-        if want("basis_set_file"):
-            dft["BASIS_SET_FILE_NAME"] = self._opt("basis_set_file")
-        if want("potential_file"):
-            dft["POTENTIAL_FILE_NAME"] = self._opt("potential_file")
-        mgrid = {}
-        if want("cutoff"):
-            mgrid["CUTOFF"] = self._opt("cutoff")
-        if want("rel_cutoff"):
-            mgrid["REL_CUTOFF"] = self._opt("rel_cutoff")
-        if mgrid:
-            dft["MGRID"] = mgrid
-        if "kpoints" in given:
-            kp = [int(k) for k in given["kpoints"]]
-            dft["KPOINTS"] = (
-                None if kp == [1, 1, 1] else {"SCHEME": ["MONKHORST-PACK", *kp]}
-            )
-        scf: dict[str, Any] = {}
-        if not explicit_only:
-            scf.update({
-                "SCF_GUESS": "ATOMIC",
-                "DIAGONALIZATION": {"_": "ON", "ALGORITHM": "STANDARD"},
-                "MIXING": {"_": "T", "METHOD": "BROYDEN_MIXING", "ALPHA": 0.3, "NBROYDEN": 8},
-            })
-        if want("eps_scf"):
-            scf["EPS_SCF"] = self._opt("eps_scf")
-        if want("max_scf"):
-            scf["MAX_SCF"] = self._opt("max_scf")
+    def _apply_fp_params(self, dft: InputSection, explicit_only: bool) -> None:
+        """Write fp_params into ``&DFT`` (over a template only the keys given explicitly)."""
+        for key, path in _FP_KEYWORDS.items():
+            if self.fp.get(key) is not None or not explicit_only:
+                set_keyword(dft, path, self._opt(key))
+        if self.fp.get("kpoints") is not None:
+            kp = [int(k) for k in self.fp["kpoints"]]
+            if kp == [1, 1, 1]:
+                delete(dft, "KPOINTS")
+            else:
+                set_keyword(dft, "KPOINTS/SCHEME", ["MONKHORST-PACK", *kp])
         if "smearing_temperature" in self.fp or not explicit_only:
             temp = self.fp.get("smearing_temperature", FP_PARAMS_DEFAULTS["smearing_temperature"])
-            scf["SMEAR"] = None if not temp else {
-                "_": "ON",
-                "METHOD": "FERMI_DIRAC",
-                "ELECTRONIC_TEMPERATURE": f"[K] {float(temp)}",
-            }
-        if scf:
-            dft["SCF"] = scf
-        if want("xc"):
-            dft["XC"] = {"XC_FUNCTIONAL": {"_": str(self._opt("xc")).upper()}}
-        if not explicit_only:
-            dft["QS"] = {"EPS_DEFAULT": 1.0e-12}
-        force_eval: dict[str, Any] = {"DFT": dft} if dft else {}
-        if not explicit_only:
-            force_eval = {"METHOD": "QS", "STRESS_TENSOR": "ANALYTICAL", **force_eval}
-        out: dict[str, Any] = {}
-        if not explicit_only:
-            out["GLOBAL"] = {"PROJECT": "cp2k"}
-        if force_eval:
-            out["FORCE_EVAL"] = force_eval
-        return out
+            smear = {"_": "ON", "METHOD": "FERMI_DIRAC", "ELECTRONIC_TEMPERATURE": f"[K] {float(temp or 0)}"}
+            merge_dict(dft, {"SCF": {"SMEAR": smear if temp else None}}, "fp_params")
+        if self.fp.get("xc") is not None or not explicit_only:
+            merge_dict(dft, {"XC": {"XC_FUNCTIONAL": {"_": str(self._opt("xc")).upper()}}}, "fp_params")
 
-    def _base_tree(self) -> Section:
+    def _base_tree(self) -> InputSection:
         """The input without the frame: template or defaults, fp_params, user_fp_params, enforced prints.
 
         Raises
@@ -578,55 +533,47 @@ class Cp2kStyle(FpStyle):
         """
         tpl = self._template_path()
         if tpl is None:
-            root = Section("")
-            merge_dict(root, self._fp_overlay(explicit_only=False), "fp_params")
+            root = parse_cp2k_input(DEFAULT_INPUT)
         else:
             try:
                 text = tpl.read_text()
             except OSError as err:
                 raise ValueError(f"fp_template = {str(tpl)!r} cannot be read ({err})") from err
             root = parse_cp2k_input(text, str(tpl))
-            merge_dict(root, self._fp_overlay(explicit_only=True), "fp_params")
-        user = self.param.get("user_fp_params")
-        if user:
-            merge_dict(root, user, "user_fp_params")
+        self._apply_fp_params(subsection(subsection(root, "FORCE_EVAL"), "DFT"), tpl is not None)
+        merge_dict(root, self.param.get("user_fp_params") or {}, "user_fp_params")
 
-        glob = root.section("GLOBAL")
-        glob.set("RUN_TYPE", "ENERGY_FORCE")
-        glob.set("PRINT_LEVEL", "MEDIUM")
-        fes = root.sections("FORCE_EVAL")
+        set_keyword(root, "GLOBAL/RUN_TYPE", "ENERGY_FORCE")
+        set_keyword(root, "GLOBAL/PRINT_LEVEL", "MEDIUM")
+        fes = subsections(root, "FORCE_EVAL")
         if len(fes) != 1:
             raise ValueError(
                 f"the CP2K input has {len(fes)} &FORCE_EVAL sections; the cp2k fp style needs exactly one"
             )
         fe = fes[0]
-        if fe.keyword("METHOD") is None:
-            fe.set("METHOD", "QS")
-        stress = fe.keyword("STRESS_TENSOR")
-        if stress is None or stress.value.upper() != "NUMERICAL":
-            fe.set("STRESS_TENSOR", "ANALYTICAL")
-        prt = fe.section("PRINT")
+        if keyword(fe, "METHOD") is None:
+            set_keyword(fe, "METHOD", "QS")
+        if (keyword(fe, "STRESS_TENSOR") or "").upper() != "NUMERICAL":
+            set_keyword(fe, "STRESS_TENSOR", "ANALYTICAL")
         for name in ("FORCES", "STRESS_TENSOR"):
-            sec = prt.section(name)
-            sec.param = "ON"
-            sec.remove("FILENAME")
-        subsys = fe.section("SUBSYS")
-        topo = subsys.section("TOPOLOGY", create=False)
-        if topo is not None:
-            for kw in ("COORD_FILE_NAME", "COORD_FILE_FORMAT", "MULTIPLE_UNIT_CELL"):
-                topo.remove(kw)
+            sec = fe.get_subsection(f"PRINT/{name}")
+            sec.params = "ON"
+            delete(sec, "FILENAME")
+        topo = subsection(fe.get_subsection("SUBSYS"), "TOPOLOGY", create=False)
+        for kw in ("COORD_FILE_NAME", "COORD_FILE_FORMAT", "MULTIPLE_UNIT_CELL") if topo else ():
+            delete(topo, kw)
         return root
 
-    def _kind_sections(self, root: Section, elements: list[str]) -> dict[str, Section]:
+    def _kind_sections(self, root: InputSection, elements: list[str]) -> dict[str, InputSection]:
         """The KIND section for each element, added from fp_params where the input has none."""
-        subsys = root.sections("FORCE_EVAL")[0].section("SUBSYS")
+        subsys = root.get_subsection("FORCE_EVAL/SUBSYS")
         kinds = {}
         for el in elements:
-            kind = subsys.section("KIND", el, create=False)
+            kind = subsection(subsys, "KIND", el, create=False)
             if kind is None:
-                kind = subsys.section("KIND", el)
-                kind.set("BASIS_SET", self._per_element("basis_set", el))
-                kind.set("POTENTIAL", self._per_element("potential", el))
+                kind = subsection(subsys, "KIND", el)
+                set_keyword(kind, "BASIS_SET", self._per_element("basis_set", el))
+                set_keyword(kind, "POTENTIAL", self._per_element("potential", el))
             kinds[el] = kind
         return kinds
 
@@ -650,31 +597,10 @@ class Cp2kStyle(FpStyle):
                 f"{sorted(FP_PARAMS_DEFAULTS)} (any other CP2K setting goes in user_fp_params "
                 "or the template)"
             )
-        for key in ("cutoff", "rel_cutoff", "eps_scf"):
+        for key, (ok, what) in _FP_RULES.items():
             v = self.fp.get(key)
-            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
-                raise ValueError(f"fp_params.{key} = {v!r}: must be a positive number")
-        v = self.fp.get("max_scf")
-        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"fp_params.max_scf = {v!r}: must be an integer >= 1")
-        v = self.fp.get("added_mos")
-        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v >= -1):
-            raise ValueError(f"fp_params.added_mos = {v!r}: must be an integer >= -1 (-1: all)")
-        v = self.fp.get("kpoints")
-        if v is not None and not (
-            isinstance(v, (list, tuple)) and len(v) == 3
-            and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v)
-        ):
-            raise ValueError(
-                f"fp_params.kpoints = {v!r}: must be three integers >= 1 (a Monkhorst-Pack mesh), "
-                "or null for the Gamma point only"
-            )
-        v = self.fp.get("smearing_temperature")
-        if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0):
-            raise ValueError(
-                f"fp_params.smearing_temperature = {v!r}: must be a temperature in K, "
-                "or 0 / null for no smearing"
-            )
+            if v is not None and not ok(v):
+                raise ValueError(f"fp_params.{key} = {v!r}: {what}")
         xc = str(self._opt("xc")).upper()
         if xc not in XC_SHORTCUTS:
             raise ValueError(
@@ -695,11 +621,11 @@ class Cp2kStyle(FpStyle):
                 f"(relative paths are resolved against {str(self.base_dir)!r})"
             )
         root = self._base_tree()
-        dft = root.sections("FORCE_EVAL")[0].section("DFT")
+        dft = root.get_subsection("FORCE_EVAL/DFT")
         dirs = self._data_dirs()
         files = {}
         for kw, what in (("BASIS_SET_FILE_NAME", "basis_set_file"), ("POTENTIAL_FILE_NAME", "potential_file")):
-            names = [it.value for it in dft.items if isinstance(it, Keyword) and it.name.upper() == kw]
+            names = keyword_values(dft, kw)
             if not names:
                 raise ValueError(f"the CP2K input has no DFT/{kw}; set fp_params.{what}")
             found = {}
@@ -714,7 +640,7 @@ class Cp2kStyle(FpStyle):
                     found.setdefault(el, set()).update(names_)
             files[kw] = (names, found)
         for el, kind in self._kind_sections(root, list(self.type_map)).items():
-            element = kind.keyword("ELEMENT").value if kind.keyword("ELEMENT") else el
+            element = keyword(kind, "ELEMENT") or el
             if element.capitalize() not in ELEMENTS:
                 raise ValueError(
                     f"type_map entry {el!r} is not an element symbol; give its KIND section an "
@@ -724,10 +650,10 @@ class Cp2kStyle(FpStyle):
                 ("BASIS_SET", "basis_set", "BASIS_SET_FILE_NAME"),
                 ("POTENTIAL", "potential", "POTENTIAL_FILE_NAME"),
             ):
-                entry = kind.keyword(kw)
+                entry = keyword(kind, kw)
                 if entry is None:
                     raise ValueError(f"KIND {el} has no {kw}; set fp_params.{key}")
-                name = entry.value.split()[-1] if entry.value.split() else ""
+                name = entry.split()[-1] if entry.split() else ""
                 fnames, found = files[fkw]
                 available = sorted(found.get(element.upper(), set()))
                 if name.upper() not in available:
@@ -763,27 +689,27 @@ class Cp2kStyle(FpStyle):
         root = self._base_tree()
         names = [frame["atom_names"][t] for t in frame["atom_types"]]
         present = [n for n in frame["atom_names"] if n in names]
-        subsys = root.sections("FORCE_EVAL")[0].section("SUBSYS")
-        old_cell = subsys.section("CELL", create=False)
-        periodic = old_cell.keyword("PERIODIC") if old_cell is not None else None
-        subsys.remove("CELL")
-        subsys.remove("COORD")
-        cell = Section("CELL")
-        for label, vec in zip("ABC", frame["cells"][0]):
-            cell.items.append(Keyword(label, "[angstrom] " + " ".join(f"{x:.10f}" for x in vec)))
+        subsys = root.get_subsection("FORCE_EVAL/SUBSYS")
+        old_cell = subsection(subsys, "CELL", create=False)
+        periodic = keyword(old_cell, "PERIODIC") if old_cell is not None else None
+        delete(subsys, "CELL")
+        delete(subsys, "COORD")
+        cell, coord = InputSection("CELL"), InputSection("COORD")
+        cell.keywords = [f"{label} [angstrom] " + " ".join(f"{x:.10f}" for x in vec)
+                         for label, vec in zip("ABC", frame["cells"][0])]
         if periodic is not None:
-            cell.items.append(periodic)
-        coord = Section("COORD", items=[Keyword("UNIT", "angstrom"), Keyword("SCALED", ".FALSE.")])
-        for name, xyz in zip(names, frame["coords"][0]):
-            coord.items.append(Keyword(name, " ".join(f"{x:.10f}" for x in xyz)))
-        subsys.items[0:0] = [cell, coord]
+            set_keyword(cell, "PERIODIC", periodic)
+        coord.keywords = ["UNIT angstrom", "SCALED .FALSE."] + [
+            f"{name} " + " ".join(f"{x:.10f}" for x in xyz) for name, xyz in zip(names, frame["coords"][0])
+        ]
+        subsys.subsections[0:0] = [cell, coord]
         self._kind_sections(root, present)
-        scf = root.sections("FORCE_EVAL")[0].section("DFT").section("SCF")
+        scf = root.get_subsection("FORCE_EVAL/DFT/SCF")
         added = self.fp.get("added_mos")
-        if added is None and scf.keyword("ADDED_MOS") is None and _smearing_on(scf):
+        if added is None and keyword(scf, "ADDED_MOS") is None and _smearing_on(scf):
             added = max(10, 2 * len(names))  # smearing needs empty states
         if added is not None:
-            scf.set("ADDED_MOS", added)
+            set_keyword(scf, "ADDED_MOS", added)
         task_dir.mkdir(parents=True, exist_ok=True)
         (task_dir / INPUT_FILE).write_text(render_cp2k_input(root))
         return [INPUT_FILE]

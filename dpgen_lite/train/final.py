@@ -20,6 +20,7 @@ properties and application to the mechanical response of titanium", npj Comput. 
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -84,7 +85,6 @@ def generated_structures(gen: dict, base_dir: Path, type_map: list[str]) -> list
 def special_frames(conf: dict, base_dir: Path, param: dict) -> list[tuple[int, dpdata.System, dict]]:
     """``(set index, one-frame System, source)`` for every structure of the special sets
     given as ``structures`` (glob patterns read with ``sys_format``) or a ``generator``."""
-    import glob
     frames = []
     for k, entry in enumerate(special_sets(conf)):
         systems = []
