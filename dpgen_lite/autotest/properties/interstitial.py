@@ -1,0 +1,116 @@
+"""Interstitial formation energies at the standard sites of fcc, bcc and hcp lattices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...schema import ParamError
+from .base import Property, _a, check_vector, e0_per_atom, fmt, register, supercell, table
+
+#: per lattice: (spacegroup number, atoms in the conventional standard cell), the atoms' fractional
+#: coordinates in the setting of the table, and the sites in fractional coordinates of that cell: a point (one added atom) or, for dumbbells, the lattice
+#: atom replaced and the two atoms' offsets (fractions of the cell)
+LATTICES = {
+    "fcc": ((225, 4), [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]], {
+        "octahedral": [0.5, 0.5, 0.5], "tetrahedral": [0.25, 0.25, 0.25],
+        "dumbbell_100": ([0, 0, 0], [0.3, 0, 0])}),
+    "bcc": ((229, 2), [[0, 0, 0], [0.5, 0.5, 0.5]], {
+        "octahedral": [0.5, 0.5, 0.0], "tetrahedral": [0.5, 0.25, 0.0],
+        "dumbbell_110": ([0, 0, 0], [0.25, 0.25, 0])}),
+    "hcp": ((194, 2), [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]], {"octahedral": [0.0, 0.0, 0.0], "tetrahedral": [1 / 3, 2 / 3, 0.625]}),
+}
+
+
+def conventional(atoms):
+    """(lattice name or None, conventional standard cell as ASE Atoms) via pymatgen ``SpacegroupAnalyzer``."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    sga = SpacegroupAnalyzer(AseAtomsAdaptor.get_structure(atoms), symprec=0.01)
+    conv = sga.get_conventional_standard_structure()
+    key = (sga.get_space_group_number(), len(conv))
+    name = next((n for n, (k, _, _) in LATTICES.items() if k == key), None)
+    return name, AseAtomsAdaptor.get_atoms(conv)
+
+
+def origin_shift(conv, lattice: str) -> np.ndarray:
+    """Fractional shift s such that the table's atoms of ``lattice`` + s are the atoms of ``conv``
+    (pymatgen may put the origin elsewhere)."""
+    basis = np.array(LATTICES[lattice][1])
+    frac = conv.get_scaled_positions()
+    for f in frac:
+        s = f - basis[0]
+        d = (basis[:, None, :] + s - frac[None, :, :] + 0.5) % 1 - 0.5
+        if np.all(np.min(np.linalg.norm(d, axis=2), axis=1) < 1e-3):
+            return s
+    raise ValueError(f"structure does not match the {lattice} table")
+
+
+@register
+class Interstitial(Property):
+    """E_f = E(N+1) - (N+1) e0, e0 the relaxed host energy per atom (eV; DP-GEN's definition, exact
+    for self-interstitials, relative to the host's e0 for foreign ``insert_ele``).
+
+    Keys: ``insert_ele`` (elements, default those of the structure), ``supercell`` (3 ints, of the
+    conventional standard cell, default [2, 2, 2]), ``sites`` (names from :data:`LATTICES`, default
+    all of the lattice).  The structure must be fcc (Fm-3m), bcc (Im-3m) or hcp (P6_3/mmc), one element.
+    """
+
+    name = "interstitial"
+
+    @classmethod
+    def args(cls):
+        return [_a("insert_ele", list, "elements inserted", default=None),
+                _a("supercell", list, "repetitions of the conventional cell", default=[2, 2, 2]),
+                _a("sites", list, "site names (default: all standard sites of the lattice)", default=None)]
+
+    def sites(self, lattice: str) -> dict:
+        """The site table of ``lattice`` restricted to ``sites``."""
+        table_ = LATTICES[lattice][2]
+        return {k: table_[k] for k in (self.conf["sites"] or table_)}
+
+    def check(self, structure):
+        check_vector(self.conf, "supercell", 3)
+        lattice, _ = conventional(structure)
+        if lattice is None or len(set(structure.get_chemical_symbols())) != 1:
+            raise ParamError("properties[interstitial]: the structure is not a one-element fcc, bcc or hcp "
+                             "crystal; standard interstitial sites are known for those only")
+        bad = [s for s in (self.conf["sites"] or []) if s not in LATTICES[lattice][2]]
+        if bad:
+            raise ParamError(f"properties[interstitial].sites: {bad} unknown for {lattice}; allowed "
+                             f"{', '.join(LATTICES[lattice][2])}")
+
+    def make(self, relaxed, folder):
+        lattice, conv = conventional(relaxed)
+        size = np.array(self.conf["supercell"])
+        shift = origin_shift(conv, lattice)
+        tasks = []
+        for ele in self.conf["insert_ele"] or sorted(set(relaxed.get_chemical_symbols())):
+            for site, spec in self.sites(lattice).items():
+                atoms = supercell(conv, list(size))
+                if isinstance(spec, tuple):  # dumbbell around the lattice atom at spec[0]
+                    centre, offset = (np.array(spec[0]) + shift) / size, np.array(spec[1]) / size
+                    frac = atoms.get_scaled_positions()
+                    i = int(np.argmin(np.linalg.norm((frac - centre + 0.5) % 1 - 0.5, axis=1)))
+                    atoms.positions[i] = (centre - offset) @ atoms.cell.array
+                    atoms.append(ele)
+                    atoms.positions[-1] = (centre + offset) @ atoms.cell.array
+                else:
+                    atoms.append(ele)
+                    atoms.positions[-1] = ((np.array(spec) + shift) / size) @ atoms.cell.array
+                tasks.append((atoms, {"site": site, "element": ele, "lattice": lattice}))
+        return tasks
+
+    def post(self, results, metas, relaxed, folder):
+        e0 = e0_per_atom(relaxed)
+        rows = [{**m, "natoms": len(r.atoms), "formation_energy_eV": r.energy - len(r.atoms) * e0}
+                for r, m in zip(results, metas)]
+        return {"interstitials": rows}
+
+    def report(self, res):
+        rows = [(v["element"], v["site"], v["natoms"], fmt(v["formation_energy_eV"])) for v in res["interstitials"]]
+        return "Interstitial formation energy\n" + table(rows, ("element", "site", "natoms", "E_f (eV)"))
+
+    @classmethod
+    def scalars(cls, res):
+        return {f"interstitial {v['element']} {v['site']} E_f (eV)": v["formation_energy_eV"]
+                for v in res["interstitials"]}
