@@ -91,6 +91,9 @@ def final_training_args() -> Argument:
         _a("special_sets", list, "extra weighted data sets (specialisation)", sub_fields=special, repeat=True,
            default=[]),
         _a("special_numb_steps", int, "training steps of the specialisation", default=2000),
+        _a("special_start_lr", float, "start_lr of the specialisation (default: long training's / 10)",
+           default=None),
+        _a("init_from_loop", bool, "start the long training from the loop's last models", default=False),
         _a("validation", dict, "validation set of the model test", sub_fields=validation, default={}),
     ]
     return _a("final_training", dict, "long training, compression, specialisation, model test", sub_fields=fields,
@@ -206,6 +209,7 @@ def normalize(arg: Argument, data: dict, name: str) -> dict:
     """
     try:
         data = arg.normalize_value(data, trim_pattern="_*")
+        data = arg.normalize_value(data)  # fills the keys of sub-sections that took a default
         arg.check_value(data, strict=True)
     except (ArgumentError, KeyError, TypeError, ValueError) as err:
         raise ParamError(f"{name}: {err}") from None
@@ -295,6 +299,10 @@ def check_run_param(param: dict, base_dir: Path) -> None:
             value = param["final_training"]["validation"][key]
             _require(0 <= value < 1, f"final_training.validation.{key} = {value}: must lie in [0, 1)")
         check_final(param["final_training"], param, base_dir)
+        n_final = param["final_training"]["numb_models"]
+        _require(not param["final_training"]["init_from_loop"] or n_final <= param["numb_models"],
+                 f"final_training.numb_models = {n_final}: init_from_loop needs at most numb_models = "
+                 f"{param['numb_models']} (one loop model per final model)")
 
     configs = resolve_configs(param, base_dir)
     for i, files in enumerate(configs):
@@ -337,9 +345,14 @@ def check_machine(mdata: dict) -> None:
     Raises
     ------
     ParamError
-        naming the stage and the offending key.
+        naming the stage and the offending key; for an ``api_version`` other than 1.x
+        (DP-GEN's old layout, with lists of machines, is not read).
     """
     from .dispatch import _import_dpdispatcher
+    version = str(mdata.get("api_version", "1.0"))
+    if not version.split(".")[0] == "1":
+        raise ParamError(f"machine file, api_version = {version!r}: only DP-GEN's api_version 1.0 layout is read "
+                         "(one dict per stage with command, machine, resources); see machines/README.md")
     dpd = _import_dpdispatcher()
     for stage in ("train", "model_devi", "fp"):
         conf = mdata.get(stage)

@@ -47,7 +47,7 @@ def cu_run(tmp_path):
     param = json.loads((EXAMPLES / "cu_emt" / "param.json").read_text())
     param.update(
         init_data_prefix="", init_data_sys=["init"], sys_configs_prefix="confs",
-        sys_configs=[["00[01]/POSCAR"]],
+        sys_configs=[["00[01]/POSCAR"]], final_training=None,
     )
     return tmp_path, param
 

@@ -45,6 +45,18 @@ def test_valid_param_passes(cu_run):
     (lambda p: p.update(fp_params={"calculator": "ase.calculators.nope.NoCalc"}), ["fp_params.calculator", "nope"]),
     (lambda p: p.update(mass_map=[1.0, 2.0]), ["mass_map", "one mass per type_map"]),
     (lambda p: p.update(numb_models="four"), ["numb_models"]),
+    (lambda p: p.update(final_training={"numb_steps": 10, "special_sets": [{"weight": 1.0}],
+                                        "validation": {"holdout_ratio": 0.2}}), ["special_sets[0]", "exactly one"]),
+    (lambda p: p.update(final_training={"numb_steps": 10, "special_sets": [{"data": "init", "weight": 0.0}],
+                                        "validation": {"holdout_ratio": 0.2}}), ["weight = 0.0", "> 0"]),
+    (lambda p: p.update(final_training={"numb_steps": 10}), ["final_training.validation", "holdout_ratio > 0"]),
+    (lambda p: p.update(final_training={"numb_steps": 10, "validation": {"holdout_ratio": 1.0}}),
+     ["holdout_ratio = 1.0", "[0, 1)"]),
+    (lambda p: p.update(final_training={"numb_steps": 10, "numb_models": 9, "init_from_loop": True,
+                                        "validation": {"holdout_ratio": 0.2}}), ["numb_models = 9", "init_from_loop"]),
+    (lambda p: p.update(final_training={"numb_steps": 10, "validation": {"holdout_ratio": 0.2},
+                                        "special_sets": [{"generator": {"type": "gamma", "structure": "confs/000/POSCAR"},
+                                                          "weight": 2.0}]}), ["generator type = 'gamma'", "elastic"]),
 ])
 def test_bad_param_fails_before_work(cu_run, capsys, mutate, expected):
     folder, param = cu_run

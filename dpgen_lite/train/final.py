@@ -2,7 +2,8 @@
 
 Steps (recorded in ``record.dpgen`` after the loop's last iteration N as ``N 9`` .. ``N 16``):
 
- 9 make_long_train     ``final/00.long_train/NNN``: every label (init + all iterations), virial on
+ 9 make_long_train     ``final/00.long_train/NNN``: every label (init + all iterations), virial on,
+                       from scratch or (``init_from_loop``) from the loop's last models
 10 run_long_train      train (from the last checkpoint if killed), freeze, ``dp compress``
 11 make_special_fp     ``final/01.special_fp``: fp tasks of the special structures
 12 run_special_fp      label them with the run's fp style
@@ -32,7 +33,7 @@ import numpy as np
 from pymatgen.analysis.elasticity.strain import DeformedStructureSet
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from ..context import Context, log
+from ..context import TRAIN, Context, log
 from ..dispatch import TaskSpec, executable, run_tasks
 from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
 from ..record import atomic_write
@@ -129,19 +130,32 @@ def check_final(conf: dict, param: dict, base_dir: Path) -> None:
 
 # ---------------------------------------------------------------- training
 
-def _final_input(ctx: Context, systems: list[str], seed_idx: int, numb_steps: int, auto_prob: str | None) -> dict:
+def _final_input(ctx: Context, systems: list[str], seed_idx: int, numb_steps: int, auto_prob: str | None,
+                 start_lr: float | None = None) -> dict:
     conf = ctx.param["final_training"]
     jdata = training_input(ctx.param["default_training_param"], systems, model_seeds(10**6, seed_idx),
                            numb_steps=numb_steps, auto_prob=auto_prob)
     jdata["loss"].update(conf["loss"] if conf["loss"] is not None else DEFAULT_LOSS)
-    if conf["learning_rate"]:
-        jdata["learning_rate"].update(conf["learning_rate"])
+    jdata["learning_rate"].update(conf["learning_rate"] or {})
+    if start_lr is not None:
+        jdata["learning_rate"]["start_lr"] = start_lr
     return jdata
 
 
+def special_start_lr(ctx: Context) -> float:
+    """``special_start_lr``, else a tenth of the long training's start_lr: the specialisation
+    fine-tunes the long-trained model rather than training it anew."""
+    conf = ctx.param["final_training"]
+    if conf["special_start_lr"] is not None:
+        return conf["special_start_lr"]
+    lr = {**ctx.param["default_training_param"].get("learning_rate", {}), **(conf["learning_rate"] or {})}
+    return 0.1 * lr.get("start_lr", 1e-3)
+
+
 def _make_train(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]], numb_steps: int,
-                init_from: Path | None) -> None:
-    """Write ``numb_models`` training tasks on ``blocks`` of (systems, per-frame weight)."""
+                init_from: Path | None, start_lr: float | None = None) -> None:
+    """Write ``numb_models`` training tasks on ``blocks`` of (systems, per-frame weight),
+    each starting from the checkpoint of ``init_from/NNN`` if given."""
     shutil.rmtree(work, ignore_errors=True)
     (work / "data").mkdir(parents=True)
     names, auto_prob, start, frames = [], [], 0, []
@@ -160,7 +174,8 @@ def _make_train(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]]
     for ii in range(ctx.param["final_training"]["numb_models"]):
         task = work / f"{ii:03d}"
         task.mkdir()
-        (task / "input.json").write_text(json.dumps(_final_input(ctx, names, ii, numb_steps, prob), indent=2))
+        jdata = _final_input(ctx, names, ii, numb_steps, prob, start_lr)
+        (task / "input.json").write_text(json.dumps(jdata, indent=2))
         if init_from is not None:
             (task / "old").mkdir()
             for f in checkpoint_files(init_from / f"{ii:03d}", ctx.param["train_backend"]):
@@ -191,14 +206,15 @@ def make_long_train(ctx: Context, iteration: int) -> None:
     """Long training on every label so far (init data + all iterations' ``data.*``)."""
     systems, _ = training_systems(ctx, iteration + 1)
     conf = ctx.param["final_training"]
-    _make_train(ctx, final_dir(ctx, LONG), [(systems, 1.0)], conf["numb_steps"], None)
-    log.info("final: long training of %d model(s), %d steps on %d systems",
-             conf["numb_models"], conf["numb_steps"], len(systems))
+    init_from = ctx.path(iteration, TRAIN) if conf["init_from_loop"] else None
+    _make_train(ctx, final_dir(ctx, LONG), [(systems, 1.0)], conf["numb_steps"], init_from)
+    log.info("final: long training of %d model(s), %d steps on %d systems%s", conf["numb_models"],
+             conf["numb_steps"], len(systems), ", from the loop's last models" if init_from else "")
 
 
 def run_long_train(ctx: Context, iteration: int) -> None:
     """Train, freeze and compress the long-trained models."""
-    _run_train(ctx, final_dir(ctx, LONG), init=False)
+    _run_train(ctx, final_dir(ctx, LONG), init=ctx.param["final_training"]["init_from_loop"])
 
 
 def make_special_fp(ctx: Context, iteration: int) -> None:
@@ -238,7 +254,8 @@ def make_special_train(ctx: Context, iteration: int) -> None:
         return
     systems, _ = training_systems(ctx, iteration + 1)
     blocks = [(systems, 1.0)] + [(_special_data(ctx, k, e), e["weight"]) for k, e in enumerate(special_sets(conf))]
-    _make_train(ctx, work, blocks, conf["special_numb_steps"], init_from=final_dir(ctx, LONG))
+    _make_train(ctx, work, blocks, conf["special_numb_steps"], init_from=final_dir(ctx, LONG),
+                start_lr=special_start_lr(ctx))
     log.info("final: specialisation with %d special set(s), weights %s", len(blocks) - 1,
              [e["weight"] for e in special_sets(conf)])
 
