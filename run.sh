@@ -8,10 +8,13 @@ ROOT=$PWD
 VENV=$ROOT/.venv
 
 install() {
-    # Debian packages: CP2K (real DFT for the cp2k fp style and its tests)
-    if ! command -v cp2k.psmp >/dev/null || [ ! -d /usr/share/cp2k/data ]; then
+    # Debian packages: CP2K (real DFT for the cp2k fp style and its tests); Slurm, munge and
+    # sshd (the HPC tests start a one-node cluster and an SSH server on 127.0.0.1)
+    if ! command -v cp2k.psmp >/dev/null || [ ! -d /usr/share/cp2k/data ] \
+        || ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
+        || ! command -v munged >/dev/null || [ ! -x /usr/sbin/sshd ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cp2k cp2k-data >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cp2k cp2k-data slurm-wlm munge openssh-server >/dev/null
     fi
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip

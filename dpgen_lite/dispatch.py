@@ -30,10 +30,13 @@ the terminal and to the ``dpgen_lite`` logger.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
 import os
+import re
+import shlex
 import sys
 import time
 from collections import Counter
@@ -177,6 +180,7 @@ class Progress:
             self.bar.close()
 
 
+@functools.lru_cache(maxsize=None)
 def _submission_class(dpd):
     """dpdispatcher's Submission that reports each poll to ``self.progress``."""
 
@@ -191,15 +195,63 @@ def _submission_class(dpd):
             if self.progress is not None:
                 self.progress.update(self)
 
+        def download_jobs(self, include_failed: bool = False) -> None:
+            """dpdispatcher's download, after :func:`_dereference_links` on a LocalContext."""
+            _dereference_links(self)
+            super().download_jobs(include_failed=include_failed)
+
     return TrackedSubmission
+
+
+def _dereference_links(sub) -> None:
+    """Replace each symbolic link among the tasks' results in the remote root by a copy of
+    its target (one shell command through the context; LocalContext and SSHContext).
+
+    deepmd-kit leaves relative links (``model.ckpt.index -> model.ckpt-30.index``):
+    SSHContext's download skips links, and LocalContext moves the results home one by
+    one, so a link moved after its target dangles.
+    """
+    ctx = sub.machine.context
+    if type(ctx).__name__ not in ("LocalContext", "SSHContext") or not getattr(ctx, "remote_root", None):
+        return
+    patterns = sorted({p for t in sub.belonging_tasks for p in t.backward_files if re.fullmatch(r"[\w.*?/-]+", p)})
+    dirs = sorted({shlex.quote(t.task_work_path) for t in sub.belonging_tasks})
+    if not patterns or not dirs:
+        return
+    cmd = (f"cd {shlex.quote(ctx.remote_root)} && for d in {' '.join(dirs)}; do ( cd \"$d\" 2>/dev/null && "
+           f"for f in {' '.join(patterns)}; do if [ -L \"$f\" ] && [ -f \"$f\" ]; then "
+           f"cp --remove-destination \"$(readlink -f \"$f\")\" \"$f\"; fi; done ); done")
+    ctx.block_call(cmd)
+
+
+def _expand_dirs(base: Path, paths: list[str]) -> list[str]:
+    """``paths`` (relative to ``base``) with each folder replaced by the files under it, sorted.
+
+    SSHContext re-uploads only changed files when it resumes, by their checksums, and
+    fails on a folder; listing the files keeps a resumed upload working.
+    """
+    out = []
+    for p in paths:
+        if (base / p).is_dir():  # links to folders (data/sys.000 -> init data) are followed
+            out += sorted(os.path.relpath(os.path.join(d, f), base)
+                          for d, _, files in os.walk(base / p, followlinks=True) for f in files)
+        else:
+            out.append(p)
+    return out
 
 
 def _build(dpd, mconf: dict, rconf: dict, work_base: str, tasks: list[TaskSpec], fwd: list[str],
            bwd: list[str]):
     """A Submission of ``tasks`` on a fresh Machine, jobs generated (its hash is final)."""
     machine = dpd.Machine.load_from_dict(mconf)
+    if type(machine.context).__name__ == "SSHContext":
+        base = Path(mconf["local_root"]) / work_base
+        fwd = _expand_dirs(base, fwd)
+        tasks = [TaskSpec(t.path, t.command, _expand_dirs(base / t.path, t.forward_files), t.backward_files,
+                          t.outlog, t.errlog) for t in tasks]
     task_list = [dpd.Task(command=t.command, task_work_path=t.path, forward_files=t.forward_files,
-                          backward_files=t.backward_files, outlog=t.outlog, errlog=t.errlog) for t in tasks]
+                          backward_files=t.backward_files, outlog=t.outlog, errlog=t.errlog,
+                          task_name=f"{work_base}/{t.path}") for t in tasks]
     sub = _submission_class(dpd)(work_base=work_base, machine=machine, resources=dpd.Resources.load_from_dict(rconf),
                                  task_list=task_list, forward_common_files=fwd, backward_common_files=bwd)
     sub.generate_jobs()
@@ -215,11 +267,17 @@ def _attach(sub, retry_failed: bool) -> None:
     """
     from dpdispatcher.utils.job_status import JobStatus as S
     sub.try_recover_from_json()
+    changed = False
     ctx = sub.machine.context
+    known = [job for job in sub.belonging_jobs if str(job.job_id)]
+    if known:
+        log.info("%s: re-attaching to submission %s (%d of %d job(s) already submitted)", sub.work_base,
+                 sub.submission_hash[:12], len(known), len(sub.belonging_jobs))
     for job in sub.belonging_jobs:
         if job.job_state == S.finished:
             continue
         if job.job_state == S.failed and retry_failed:
+            changed = True
             job.job_state, job.fail_count, job.failure_reason = S.terminated, 0, None
             for task in job.job_task_list:
                 if task.task_state == S.failed:
@@ -228,9 +286,11 @@ def _attach(sub, retry_failed: bool) -> None:
         if job.job_state != S.failed and ctx.check_file_exists(id_file):
             job_id = ctx.read_file(id_file).strip()
             if job_id and job_id != str(job.job_id):
-                log.info("re-attaching to job %s (%s) submitted before a restart", job_id, job.job_hash[:8])
+                log.info("%s: re-attaching to job %s, submitted just before the last stop", sub.work_base, job_id)
                 job.job_id, job.job_state = job_id, S.waiting
-    sub.submission_to_json()
+                changed = True
+    if changed:
+        sub.submission_to_json()
 
 
 def _close(sub) -> None:
@@ -257,6 +317,7 @@ def _salvage(dpd, record: dict, wanted: set[str]) -> list[str]:
         done = [t for t in old.belonging_tasks if t.task_work_path in wanted and t.has_finished_tag(ctx)]
         old.belonging_tasks, old.backward_common_files = done, []
         if done:
+            _dereference_links(old)
             ctx.download(old, check_exists=True, mark_failure=False)
         return [t.task_work_path for t in done]
     finally:
@@ -264,6 +325,7 @@ def _salvage(dpd, record: dict, wanted: set[str]) -> list[str]:
 
 
 def _read_record(path: Path) -> dict | None:
+    """``submission.json`` of a step, or None."""
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -271,6 +333,7 @@ def _read_record(path: Path) -> dict | None:
 
 
 def _write_record(path: Path, record: dict) -> None:
+    """Write ``submission.json`` atomically."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1, default=str))
     os.replace(tmp, path)
@@ -319,11 +382,12 @@ def run_tasks(
     salvaged = set(record.get("salvaged", [])) if record else set()
 
     def build():
+        """A fresh Submission of the tasks not salvaged yet (None when none is left)."""
         todo = [t for t in tasks if t.path not in salvaged]
         return _build(dpd, mconf, rconf, work_base, todo, fwd, bwd) if todo else None
 
     sub = build()
-    if record is not None and (sub is None or record["hash"] != sub.submission_hash):
+    if record is not None and record.get("submission") and record["hash"] != (sub.submission_hash if sub else None):
         if sub is not None:
             _close(sub)
         log.warning("%s: the submission changed since the last run (machine.json edited?): recovering "
@@ -339,7 +403,7 @@ def run_tasks(
         salvaged.update(got)
         sub = build()
     new_record = {"hash": sub.submission_hash if sub else None, "salvaged": sorted(salvaged),
-                  "submission": sub.serialize(if_static=True) if sub else None}
+                  "submission": sub.serialize() if sub else None}
     _write_record(record_path, new_record)
     if sub is None:
         return
@@ -363,6 +427,8 @@ def _run(sub, build, interval: float, progress: Progress, continue_on_failure: b
                 _attach(sub, retry_failed=attempt == 0)
                 sub.run_submission(check_interval=interval, clean=False, continue_on_failure=True)
                 return
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise  # a result or an input is missing: not the scheduler's fault, no retry
             except Exception as err:
                 if sub.failed_jobs() and sub.check_all_finished():
                     progress.update(sub)

@@ -60,10 +60,9 @@ def run_fp_tasks(ctx: Context, work_base: str) -> None:
     tasks = []
     for task in sorted((ctx.work_dir / work_base).glob("task.*")):
         meta = json.loads((task / TASK_FILE).read_text())
-        tasks.append(TaskSpec(path=task.name, command=command,
-                              forward_files=meta["forward_files"] + conf.get("user_forward_files", []),
-                              backward_files=style.output_files + conf.get("user_backward_files", []),
-                              outlog="fp.log", errlog="fp.err"))
+        # the stage's user_forward_files / user_backward_files are added by run_tasks
+        tasks.append(TaskSpec(path=task.name, command=command, forward_files=meta["forward_files"],
+                              backward_files=list(style.output_files), outlog="fp.log", errlog="fp.err"))
     try:
         run_tasks(conf, ctx.work_dir, work_base, tasks, continue_on_failure=True)
     except TaskFailures as err:
