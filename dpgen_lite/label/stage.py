@@ -111,8 +111,8 @@ def collect_labels(style: FpStyle, work: Path, ratio_failed: float, holdout_rati
     if report["failed_ratio"] > ratio_failed:
         raise TooManyFailedFpTasks(
             f"{len(failed)} of {len(tasks)} fp tasks failed ({report['failed_ratio']:.0%} > ratio_failed = "
-            f"{ratio_failed}); see {work / REPORT}. Fix the fp setup, or raise ratio_failed, then rerun "
-            "`dpgen run`: labelled tasks are kept.")
+            f"{ratio_failed}); see {work / REPORT} for each reason. To go on without them, raise "
+            "ratio_failed and rerun `dpgen run`: the labelled tasks are kept.")
     return report
 
 
