@@ -70,6 +70,18 @@ def training_input(
     return jdata
 
 
+def dp_flag(backend: str) -> str:
+    """The ``dp`` option selecting ``backend`` (``--tf`` or ``--pt``)."""
+    return BACKENDS[backend][0]
+
+
+def init_from_old(task_dir: Path, backend: str, reuse: bool) -> tuple[list[str], str | None]:
+    """Files of ``task_dir/old`` (a previous model's checkpoint) to forward, and the
+    ``--init-model`` path for :func:`train_command`; ``([], None)`` without ``reuse`` or files."""
+    old = sorted(f"old/{f.name}" for f in (Path(task_dir) / "old").glob("*")) if reuse else []
+    return old, (f"old/{BACKENDS[backend][3]}" if old else None)
+
+
 def train_command(dp: str, backend: str, init_model: str | None) -> str:
     """Shell command of one training task: train (restarting from a checkpoint if one is
     there, else optionally from ``init_model``), then freeze to ``frozen_model.<suffix>``."""

@@ -38,7 +38,8 @@ from ..dispatch import TaskSpec, executable, run_tasks
 from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
 from ..record import atomic_write
 from ..schema import ParamError
-from .deepmd import checkpoint_files, model_seeds, model_suffix, train_command, training_input
+from .deepmd import (checkpoint_files, dp_flag, init_from_old, model_seeds, model_suffix, train_command,
+                     training_input)
 from .stage import graphs, training_systems
 
 FINAL = "final"
@@ -189,14 +190,12 @@ def _run_train(ctx: Context, work: Path, init: bool) -> None:
     suffix = model_suffix(backend)
     compress = ""
     if ctx.param["final_training"]["compress"]:
-        compress = f" && {dp} --{'tf' if backend == 'tensorflow' else 'pt'} compress -i frozen_model{suffix} " \
-                   f"-o compressed_model{suffix}"
+        compress = f" && {dp} {dp_flag(backend)} compress -i frozen_model{suffix} -o compressed_model{suffix}"
     tasks = []
     for task in sorted(p for p in work.iterdir() if p.name.isdigit()):
-        old = sorted(f.name for f in (task / "old").glob("*")) if init else []
-        init_model = ("old/model.ckpt" + (".pt" if backend == "pytorch" else "")) if old else None
+        old, init_model = init_from_old(task, backend, init)
         tasks.append(TaskSpec(path=task.name, command=train_command(dp, backend, init_model) + compress,
-                              forward_files=["input.json", *(f"old/{f}" for f in old)],
+                              forward_files=["input.json", *old],
                               backward_files=[f"frozen_model{suffix}", f"compressed_model{suffix}", "lcurve.out"],
                               outlog="train.log", errlog="train.err"))
     run_tasks(conf, ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks, forward_common_files=["data"])
@@ -338,7 +337,7 @@ def test_models(ctx: Context, iteration: int) -> dict:
     models = {"loop": graphs(ctx, iteration)[0].resolve(), **final_models(ctx)}
     conf = ctx.stage_conf("train")
     dp = conf["command"] or executable("dp")
-    flag = "--tf" if ctx.param["train_backend"] == "tensorflow" else "--pt"
+    flag = dp_flag(ctx.param["train_backend"])
     tasks = []
     for name, model in models.items():
         (work / name).mkdir()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ..context import FP, TRAIN, Context, log
 from ..dispatch import TaskSpec, executable, run_tasks
-from .deepmd import checkpoint_files, model_seeds, model_suffix, train_command, training_input
+from .deepmd import (checkpoint_files, init_from_old, model_seeds, model_suffix, train_command,
+                     training_input)
 
 DATA = "data"
 
@@ -76,14 +77,11 @@ def run_train(ctx: Context, iteration: int) -> None:
     tasks = []
     for ii in range(p["numb_models"]):
         name = f"{ii:03d}"
-        old = sorted(f.name for f in (work / name / "old").glob("*")) if _reuse(ctx, iteration) else []
-        init = None
-        if old:
-            init = "old/model.ckpt" + (".pt" if backend == "pytorch" else "")
+        old, init = init_from_old(work / name, backend, _reuse(ctx, iteration))
         tasks.append(TaskSpec(
             path=name,
             command=train_command(dp, backend, init),
-            forward_files=["input.json", *(f"old/{f}" for f in old)],
+            forward_files=["input.json", *old],
             backward_files=[f"frozen_model{model_suffix(backend)}", "lcurve.out", "checkpoint", "model.ckpt*"],
             outlog="train.log", errlog="train.err",
         ))
