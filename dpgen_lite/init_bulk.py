@@ -20,7 +20,7 @@ import numpy as np
 
 from .context import Context, log
 from .label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
-from .schema import ParamError
+from .params import ParamError
 
 CELL_TYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
 MADE = "tasks.made"

@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # recorded DFT outputs, see fixtures/README.md
 
 # dpdispatcher writes ~/.dpdispatcher at import: keep it inside the test session
 os.environ.setdefault("DPGEN_LITE_TEST_HOME", "1")

@@ -4,7 +4,7 @@ import pytest
 
 from dpgen_lite.autotest.schema import load_param
 from dpgen_lite.cli import main
-from dpgen_lite.schema import ParamError
+from dpgen_lite.params import ParamError
 
 from .conftest import write_param
 from .test_autotest_properties import EMT_INTER, write_conf
@@ -40,7 +40,7 @@ def test_bad_input_fails_up_front(tmp_path, capsys, change, message):
     write_conf(tmp_path)
     write_param(tmp_path, base(**change))
     with pytest.raises(ParamError) as err:
-        from dpgen_lite.schema import load_file
+        from dpgen_lite.params import load_file
         load_param(load_file(tmp_path / "param.json"), tmp_path)
     assert message in str(err.value)
     # the command line: exit code 2, the message, nothing written

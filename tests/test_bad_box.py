@@ -99,7 +99,7 @@ def test_make_fp_skips_bad_boxes(tmp_path, caplog):
 
 def test_bad_spec_fails_validation(cu_run):
     from dpgen_lite.cli import load_run_param
-    from dpgen_lite.schema import ParamError
+    from dpgen_lite.params import ParamError
     folder, param = cu_run
     param["fp_skip_bad_box"] = "length_ratio:5;volume_ratio:2"
     with pytest.raises(ParamError, match="fp_skip_bad_box.*'volume_ratio'.*allowed length_ratio"):

@@ -9,7 +9,8 @@ import pytest
 from dpgen_lite.cli import load_run_param
 from dpgen_lite.label.abacus import read_input
 from dpgen_lite.label.base import get_style
-from dpgen_lite.schema import ParamError, check_fp_style, init_bulk_args, load_file, normalize
+from dpgen_lite.params import ParamError, load_file, normalize
+from dpgen_lite.schema import check_fp_style, init_bulk_args
 from tests.conftest import FIXTURES
 from tests.fp_helpers import (
     TYPE_MAP, assert_check_fails, assert_fails, example_run, fake_orb, fake_upf, grouped, write_task,

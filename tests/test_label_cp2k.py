@@ -27,7 +27,7 @@ from dpgen_lite.label.cp2k import (
     subsections,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "cp2k"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cp2k"
 TEMPLATE = Path(__file__).resolve().parents[1] / "examples" / "al_cp2k" / "cp2k_template.inp"
 
 HARTREE_EV = 27.211386245988  # CODATA 2018

@@ -12,7 +12,8 @@ from dpgen_lite.cli import load_run_param
 from dpgen_lite.label.base import get_style
 from dpgen_lite.label.stage import TASK_FILE, collect_labels
 from dpgen_lite.label.vasp import load_outcar
-from dpgen_lite.schema import ParamError, check_fp_style, init_bulk_args, load_file, normalize
+from dpgen_lite.params import ParamError, load_file, normalize
+from dpgen_lite.schema import check_fp_style, init_bulk_args
 from tests.conftest import FIXTURES
 from tests.fp_helpers import (
     TYPE_MAP, assert_check_fails, assert_fails, example_run, fake_potcar, grouped, write_task,

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..schema import ParamError, load_file
+from ..params import ParamError, load_file
 from .task import TaskFailed
 
 
@@ -56,7 +56,7 @@ def main(args) -> None:
         raise ParamError(f"autotest {args.action}: expected param.json [machine.json], got {args.inputs}")
     work_dir = Path(args.work_dir).resolve()
     param = load_param(load_file(Path(args.inputs[0])), work_dir, args.inputs[0])
-    mdata = load_machine(args.inputs[1] if len(args.inputs) > 1 else None)
+    mdata, _ = load_machine(args.inputs[1] if len(args.inputs) > 1 else None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     at = Autotest(param, work_dir, mdata)
     try:

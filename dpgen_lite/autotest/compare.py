@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..schema import ParamError
+from ..params import ParamError
 from .registry import PROPERTIES
 
 

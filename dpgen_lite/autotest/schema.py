@@ -21,7 +21,7 @@ from pathlib import Path
 import ase.io
 from dargs import Argument
 
-from ..schema import ParamError, normalize
+from ..params import ParamError, normalize
 from .calculators.base import Calculator, _a, get_calculator
 from .properties.base import setting_args
 from .registry import CALCULATORS, PROPERTIES

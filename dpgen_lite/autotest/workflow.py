@@ -17,7 +17,7 @@ from pathlib import Path
 import ase.io
 
 from ..dispatch import RECORD, TaskSpec, default_stage, run_tasks
-from ..schema import ParamError
+from ..params import ParamError
 from .calculators.base import get_calculator
 from .task import TASK_FILE, TaskResult, write_task
 

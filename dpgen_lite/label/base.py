@@ -2,8 +2,10 @@
 
 An fp style turns one unlabelled frame into a task folder (``write_inputs``),
 names the command that labels it, and reads the result back as a
-``dpdata.LabeledSystem`` (``read_label``).  Styles are registered by name in
-:data:`FP_STYLES`, so adding a DFT code is adding one module.
+``dpdata.LabeledSystem`` (``read_label``).  A style owns its ``param.json`` keys
+(:meth:`FpStyle.args`, dargs); the schema builds the ``fp_style`` variant from the
+registered styles.  Styles are registered by name in :data:`FP_STYLES`, which imports
+every module of this package, so adding a DFT code is adding one module.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from typing import ClassVar
 
 import dpdata
 import numpy as np
+from dargs import Argument
+
+from ..params import arg
+from ..registry import Registry
 
 
 class FpTaskFailed(Exception):
     """An fp task produced no trustworthy label (crash, unconverged SCF, NaN, missing output)."""
 
 
-FP_STYLES: dict[str, type["FpStyle"]] = {}
+FP_STYLES = Registry("dpgen_lite.label", "fp_style")
+register = FP_STYLES.register
 
 
 def get_style(name: str) -> type["FpStyle"]:
@@ -30,17 +37,18 @@ def get_style(name: str) -> type["FpStyle"]:
     KeyError
         if no style has that name (the message lists the known ones).
     """
-    from . import abacus, ase_calc, cp2k, pwscf, vasp  # noqa: F401  (each module registers its style)
-
+    FP_STYLES.load()
     if name not in FP_STYLES:
         raise KeyError(f"fp_style = {name!r}: allowed {', '.join(sorted(FP_STYLES))}")
     return FP_STYLES[name]
 
 
-def register(cls: type["FpStyle"]) -> type["FpStyle"]:
-    """Class decorator adding an fp style to :data:`FP_STYLES` under ``cls.name``."""
-    FP_STYLES[cls.name] = cls
-    return cls
+def pseudo_args(what: str = "pseudopotential") -> list[Argument]:
+    """``fp_pp_path`` and ``fp_pp_files``: the keys of styles that read pseudopotential files."""
+    return [
+        arg("fp_pp_path", str, f"folder of the {what} files", default=None),
+        arg("fp_pp_files", [list, dict], f"{what} files in type_map order, or {{element: file}}", default=None),
+    ]
 
 
 class FpStyle:
@@ -63,6 +71,11 @@ class FpStyle:
         self.param = param
         self.type_map: list[str] = list(param["type_map"])
         self.base_dir = Path(base_dir)
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """The style's own ``param.json`` keys (dargs), beside ``fp_style``."""
+        return []
 
     def check(self) -> None:
         """Validate the style's keys before any work starts.

@@ -77,6 +77,9 @@ from ase.calculators.cp2k import InputSection, parse_input
 from dpdata.periodic_table import ELEMENTS
 from dpdata.unit import PressureConversion
 
+from dargs import Argument
+
+from ..params import arg
 from .base import FpStyle, FpTaskFailed, check_finite, register
 
 INPUT_FILE = "input.inp"
@@ -457,6 +460,17 @@ class Cp2kStyle(FpStyle):
     """
 
     name = "cp2k"
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """``fp_params`` (see the module docstring), ``user_fp_params``, and a template: ``external_input_path`` (DP-GEN) or ``fp_template``."""
+        return [
+            arg("fp_params", dict, "CP2K settings: cutoff, rel_cutoff, kpoints, smearing_temperature, xc, "
+                "basis_set, potential, eps_scf, max_scf, added_mos, data_dir", default=None),
+            arg("user_fp_params", dict, "nested CP2K sections (DP-GEN's form)", default=None),
+            arg("external_input_path", str, "CP2K input template (DP-GEN's key)", default=None),
+            arg("fp_template", str, "CP2K input template", default=None),
+        ]
 
     def __init__(self, param: dict, base_dir: Path):
         super().__init__(param, base_dir)

@@ -39,7 +39,10 @@ import ase.io
 import dpdata
 import numpy as np
 
-from .base import FpTaskFailed, register
+from dargs import Argument
+
+from ..params import arg
+from .base import FpTaskFailed, pseudo_args, register
 from .pseudo import PseudoStyle, kspacing_mesh, read_labeled, type_masses, upf_element
 
 INPUT = "input"
@@ -61,6 +64,15 @@ class PwscfStyle(PseudoStyle):
 
     name = "pwscf"
     output_files = [OUTPUT]
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """``fp_pp_path``, ``fp_pp_files`` (UPF), ``fp_params`` or ``user_fp_params``."""
+        return [
+            *pseudo_args("UPF"),
+            arg("fp_params", dict, "ecut (Ry), ediff (Ry), smearing, sigma (Ry), kspacing (1/Bohr)", default=None),
+            arg("user_fp_params", dict, "pw.x namelists verbatim, plus kspacing", default=None),
+        ]
 
     def _namelists(self) -> tuple[dict[str, dict], object]:
         """pw.x namelists and the k-spacing, from user_fp_params or fp_params (enforced keys applied)."""

@@ -157,12 +157,23 @@ def run_fp(ctx: Context, iteration: int) -> None:
 
 
 def post_fp(ctx: Context, iteration: int) -> None:
-    """Collect the labels of the iteration into ``02.fp/data.%03d``; with
-    ``model_devi_clean_traj``, then delete the iteration's MD trajectories."""
+    """Collect the labels of the iteration into ``02.fp/data.%03d``; then delete MD trajectories
+    as ``model_devi_clean_traj`` says."""
     final = ctx.param.get("final_training") or {}
     collect_labels(fp_style(ctx.param, ctx.work_dir), ctx.path(iteration, FP), ctx.param["ratio_failed"],
                    holdout_ratio=final.get("validation", {}).get("holdout_ratio", 0.0),
                    seed=[ctx.param["random_seed"], iteration])
-    if ctx.param["model_devi_clean_traj"]:
-        for traj in ctx.path(iteration, MODEL_DEVI).glob(f"task.*/{TRAJ_FILE}"):
+    clean_trajectories(ctx, iteration)
+
+
+def clean_trajectories(ctx: Context, iteration: int) -> None:
+    """Delete MD trajectories after labelling, as ``model_devi_clean_traj`` says (DP-GEN's meaning):
+    ``true``: this iteration's; an int N > 0: every iteration's but the last N ones (this one included)."""
+    keep = ctx.param["model_devi_clean_traj"]
+    if keep is False:
+        return
+    last = iteration if keep is True else iteration - int(keep)
+    first = iteration if keep is True else 0
+    for it in range(first, last + 1):
+        for traj in ctx.path(it, MODEL_DEVI).glob(f"task.*/{TRAJ_FILE}"):
             traj.unlink()

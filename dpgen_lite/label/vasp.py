@@ -35,7 +35,10 @@ from pathlib import Path
 import dpdata
 from pymatgen.io.vasp import Incar
 
-from .base import FpTaskFailed, register
+from dargs import Argument
+
+from ..params import arg
+from .base import FpTaskFailed, pseudo_args, register
 from .pseudo import PseudoStyle, checked_label, kspacing_mesh, potcar_element
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,16 @@ class VaspStyle(PseudoStyle):
 
     name = "vasp"
     output_files = [OUTCAR]
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """``fp_pp_path``, ``fp_pp_files`` (POTCARs), ``fp_incar``, ``fp_aniso_kspacing``, ``cvasp``."""
+        return [
+            *pseudo_args("POTCAR"),
+            arg("fp_incar", str, "INCAR file (one ionic step; KSPACING and KGAMMA unless fp_aniso_kspacing)", default=None),
+            arg("fp_aniso_kspacing", list, "three k-spacings, 1/Å (2π included); writes KPOINTS", default=None),
+            arg("cvasp", bool, "DP-GEN's Custodian switch: accepted, not used", default=False),
+        ]
     pp_what = "POTCAR"
 
     def _incar_path(self) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
-from ..explore.lammps import MODEL_DEVI_FILE
+from ..explore.lammps import MODEL_DEVI_FILE, job_trust
 from ..record import atomic_write
 from .model_devi import (ACCURATE, CANDIDATE, COL_MAX_F, COL_MAX_V, COL_STEP, FAILED,
                          TrustLevels, classify, number_to_label, pick, read_model_devi)
@@ -22,10 +22,11 @@ from .model_devi import (ACCURATE, CANDIDATE, COL_MAX_F, COL_MAX_V, COL_STEP, FA
 SELECTION = "selection.json"
 
 
-def trust_levels(param: dict) -> TrustLevels:
-    """The trust levels of ``param.json``."""
-    return TrustLevels(param["model_devi_f_trust_lo"], param["model_devi_f_trust_hi"],
-                       param["model_devi_v_trust_lo"], param["model_devi_v_trust_hi"])
+def trust_levels(param: dict, iteration: int) -> TrustLevels:
+    """The trust levels of ``iteration``: its ``model_devi_jobs`` entry's own, else the top-level ones."""
+    levels = job_trust(param, param["model_devi_jobs"][iteration])
+    return TrustLevels(levels["model_devi_f_trust_lo"], levels["model_devi_f_trust_hi"],
+                       levels["model_devi_v_trust_lo"], levels["model_devi_v_trust_hi"])
 
 
 def classify_tasks(task_dirs: list[Path], rel_to: Path, trust: TrustLevels, skip: int) -> dict[int, list]:
@@ -50,7 +51,7 @@ def select(ctx: Context, iteration: int) -> dict:
     Returns the summary written to ``selection.json``.
     """
     p = ctx.param
-    trust = trust_levels(p)
+    trust = trust_levels(p, iteration)
     md, fp = ctx.path(iteration, MODEL_DEVI), ctx.path(iteration, FP)
     fp.mkdir(parents=True, exist_ok=True)
     summary = {"iteration": iteration, "trust_levels": vars(trust), "systems": {}}

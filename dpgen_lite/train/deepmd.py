@@ -8,6 +8,7 @@ restarts from its last checkpoint (``dp train --restart``), not from zero.
 from __future__ import annotations
 
 import copy
+import math
 import shlex
 from pathlib import Path
 
@@ -18,6 +19,12 @@ BACKENDS = {
     "tensorflow": ("--tf", ".pb", "checkpoint", "model.ckpt"),
     "pytorch": ("--pt", ".pth", "model.ckpt.pt", "model.ckpt.pt"),
 }
+
+#: how a task starts when it has no checkpoint of its own: ``dp train`` option per kind
+INIT_OPTIONS = {"checkpoint": "--init-model", "frozen": "--init-frz-model", "finetune": "--finetune"}
+
+#: DP-GEN's ``auto`` batch size: ``ceil(AUTO_BATCH_ATOMS / natoms)`` frames, at most the frames there are
+AUTO_BATCH_ATOMS = 32
 
 
 def model_suffix(backend: str) -> str:
@@ -34,6 +41,60 @@ def model_seeds(iteration: int, model_idx: int) -> tuple[int, int, int]:
     return tuple(int(s) for s in rng.integers(1, 2**31 - 1, size=3))
 
 
+def parse_batch_size(spec) -> tuple[str, int]:
+    """``(kind, n)`` of one DP-GEN batch size: an int ``n`` -> ``("int", n)``, ``"auto"`` ->
+    ``("auto", 32)``, ``"auto:N"`` -> ``("auto:", N)``.
+
+    Raises
+    ------
+    ValueError
+        for anything else (a positive int, "auto" or "auto:N" with N a positive int is allowed).
+    """
+    if isinstance(spec, int) and not isinstance(spec, bool) and spec > 0:
+        return "int", spec
+    if spec == "auto":
+        return "auto", AUTO_BATCH_ATOMS
+    if isinstance(spec, str) and spec.startswith("auto:"):
+        n = spec[5:]
+        if n.isdigit() and int(n) > 0:
+            return "auto:", int(n)
+    raise ValueError(f"{spec!r}: allowed a positive int, 'auto' or 'auto:N' (N a positive int)")
+
+
+def resolve_batch_size(spec, natoms: int, nframes: int) -> int:
+    """Frames per batch of one system of ``natoms`` atoms and ``nframes`` frames.
+
+    ``"auto"`` is DP-GEN's rule ``min(ceil(32 / natoms), nframes)``; ``"auto:N"`` is
+    deepmd-kit's own ``ceil(N / natoms)`` (no cap by the frames); an int is kept.
+    """
+    kind, n = parse_batch_size(spec)
+    if kind == "int":
+        return n
+    bs = math.ceil(n / natoms)
+    return min(bs, nframes) if kind == "auto" else bs
+
+
+def system_size(system: str | Path) -> tuple[int, int]:
+    """``(natoms, nframes)`` of a deepmd/npy folder, or of ``file.h5#/group`` (deepmd/hdf5)."""
+    system = str(system)
+    if "#" in system:
+        import dpdata
+        s = dpdata.LabeledSystem(system, fmt="deepmd/hdf5")
+        return s.get_natoms(), s.get_nframes()
+    path = Path(system)
+    natoms = len((path / "type.raw").read_text().split())
+    nframes = sum(np.load(c, mmap_mode="r").shape[0] for c in path.glob("set.*/coord.npy"))
+    return natoms, nframes
+
+
+def set_activation(jdata: dict, activation: str | list[str]) -> None:
+    """Set the activation function of the descriptor and fitting net: one name for both,
+    or a ``[descriptor, fitting]`` pair (``model_devi_activation_func``'s entries)."""
+    desc, fit = (activation, activation) if isinstance(activation, str) else activation
+    jdata["model"].setdefault("descriptor", {})["activation_function"] = desc
+    jdata["model"].setdefault("fitting_net", {})["activation_function"] = fit
+
+
 def training_input(
     template: dict,
     systems: list[str],
@@ -42,15 +103,25 @@ def training_input(
     numb_steps: int | None = None,
     start_lr: float | None = None,
     auto_prob: str | None = None,
+    batch_size: list[int] | None = None,
+    decay_steps: int | None = None,
+    start_pref_e: float | None = None,
+    start_pref_f: float | None = None,
+    activation: str | list[str] | None = None,
 ) -> dict:
     """A deepmd-kit ``input.json`` from ``default_training_param``.
 
     Parameters
     ----------
     template : ``default_training_param`` (deepmd-kit v2/v3 input, not modified)
-    systems : training data folders (deepmd/npy) as seen from the task folder
+    systems : training data folders (deepmd/npy, or ``file.h5#/group``) as seen from the task folder
     seeds : descriptor, fitting-net and training seeds
-    numb_steps, start_lr, auto_prob : overrides used when reusing a previous model
+    batch_size : frames per batch of each of ``systems``; the template's own batch size is kept
+        when None or when it is deepmd-kit's ``"mixed:N"`` (as DP-GEN)
+    numb_steps, start_lr, decay_steps, auto_prob : overrides used when reusing a previous model
+    start_pref_e, start_pref_f : loss start prefactors when reusing; set only if the
+        template's loss has that key (as DP-GEN)
+    activation : activation function(s) of this ensemble member, see :func:`set_activation`
     """
     jdata = copy.deepcopy(template)
     jdata["model"].setdefault("descriptor", {})["seed"] = seeds[0]
@@ -59,13 +130,25 @@ def training_input(
     training["seed"] = seeds[2]
     data = training.setdefault("training_data", {})
     data["systems"] = systems
+    old = data.get("batch_size")
+    if batch_size is not None and not (isinstance(old, str) and old.startswith("mixed:")):
+        data["batch_size"] = list(batch_size)
     data.setdefault("batch_size", "auto")
     if auto_prob is not None:
         data["auto_prob"] = auto_prob
     if numb_steps is not None:
         training["numb_steps"] = numb_steps
+    lr = jdata.setdefault("learning_rate", {})
     if start_lr is not None:
-        jdata.setdefault("learning_rate", {})["start_lr"] = start_lr
+        lr["start_lr"] = start_lr
+    if decay_steps is not None:
+        lr["decay_steps"] = decay_steps
+    loss = jdata.get("loss") or {}
+    for key, value in (("start_pref_e", start_pref_e), ("start_pref_f", start_pref_f)):
+        if value is not None and loss.get(key) is not None:
+            loss[key] = value
+    if activation is not None:
+        set_activation(jdata, activation)
     training.pop("validation_data", None)
     return jdata
 
@@ -82,16 +165,55 @@ def init_from_old(task_dir: Path, backend: str, reuse: bool) -> tuple[list[str],
     return old, (f"old/{BACKENDS[backend][3]}" if old else None)
 
 
-def train_command(dp: str, backend: str, init_model: str | None) -> str:
+def compress_command(dp: str, backend: str, src: str, dst: str, training_script: str | None = None) -> str:
+    """``dp compress`` of the frozen model ``src`` into ``dst`` (tabulated embedding nets).
+
+    ``training_script``: the model's ``input.json``, whose data give the neighbor statistics
+    that a model trained with ``--skip-neighbor-stat`` lacks (deepmd-kit refuses it otherwise).
+    """
+    script = f" -t {shlex.quote(training_script)}" if training_script else ""
+    return f"{dp} {dp_flag(backend)} compress -i {shlex.quote(src)} -o {shlex.quote(dst)}{script}"
+
+
+def train_command(
+    dp: str,
+    backend: str,
+    init_model: str | None,
+    *,
+    init_kind: str = "checkpoint",
+    skip_neighbor_stat: bool = False,
+    model_branch: str | None = None,
+    compress: bool = False,
+) -> str:
     """Shell command of one training task: train (restarting from a checkpoint if one is
-    there, else optionally from ``init_model``), then freeze to ``frozen_model.<suffix>``."""
+    there, else optionally from ``init_model``), then freeze to ``frozen_model.<suffix>``.
+
+    Parameters
+    ----------
+    init_model : what a fresh start begins from (relative to the task), or None: from scratch
+    init_kind : what ``init_model`` is, a key of :data:`INIT_OPTIONS`: ``checkpoint``
+        (``--init-model``), ``frozen`` (``--init-frz-model``), ``finetune`` (``--finetune``)
+    skip_neighbor_stat : add ``--skip-neighbor-stat`` to ``dp train``
+    model_branch : ``--model-branch`` of a fine-tuning from a multi-task model (PyTorch)
+    compress : then ``dp compress`` into ``frozen_model_compressed.<suffix>`` (with
+        ``skip_neighbor_stat``, from the statistics of ``input.json``'s data)
+    """
     flag, suffix, probe, ckpt = BACKENDS[backend]
-    dp = f"{dp} {flag}"
-    init = f" --init-model {shlex.quote(init_model)}" if init_model else ""
-    return (
-        f"if [ -f {probe} ]; then {dp} train --restart {ckpt} input.json; "
-        f"else {dp} train{init} input.json; fi && {dp} freeze -o frozen_model{suffix}"
+    dp_b = f"{dp} {flag}"
+    extra = " --skip-neighbor-stat" if skip_neighbor_stat else ""
+    init = ""
+    if init_model:
+        init = f" {INIT_OPTIONS[init_kind]} {shlex.quote(init_model)}"
+        if init_kind == "finetune" and model_branch:
+            init += f" --model-branch {shlex.quote(model_branch)}"
+    command = (
+        f"if [ -f {probe} ]; then {dp_b} train --restart {ckpt}{extra} input.json; "
+        f"else {dp_b} train{init}{extra} input.json; fi && {dp_b} freeze -o frozen_model{suffix}"
     )
+    if compress:
+        command += " && " + compress_command(dp, backend, f"frozen_model{suffix}", f"frozen_model_compressed{suffix}",
+                                             "input.json" if skip_neighbor_stat else None)
+    return command
 
 
 def checkpoint_files(task_dir: Path, backend: str) -> list[Path]:

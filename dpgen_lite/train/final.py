@@ -37,7 +37,9 @@ from ..context import TRAIN, Context, log
 from ..dispatch import TaskSpec, executable, run_tasks
 from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
 from ..record import atomic_write
-from ..schema import ParamError
+from dargs import Argument
+
+from ..params import ParamError, arg, require
 from .deepmd import (checkpoint_files, dp_flag, init_from_old, model_seeds, model_suffix, train_command,
                      training_input)
 from .stage import graphs, training_systems
@@ -102,6 +104,38 @@ def special_frames(conf: dict, base_dir: Path, param: dict) -> list[tuple[int, d
     return frames
 
 
+def final_training_args() -> Argument:
+    """Keys of the ``final_training`` section: what happens once the loop has ended."""
+    special = [
+        arg("data", str, "a labelled deepmd/npy folder", default=None),
+        arg("structures", list, "glob patterns of structures (sys_format) to label with the fp style", default=None),
+        arg("generator", dict, "structures made by a generator: {type: elastic, structure, norm_deform, "
+           "shear_deform}", default=None),
+        arg("weight", float, "sampling weight of a frame of this set relative to a regular frame", default=3.0),
+    ]
+    validation = [
+        arg("holdout_ratio", float, "share of every iteration's labels kept out of all training", default=0.0),
+        arg("data", list, "deepmd/npy folders of a user-given validation set", default=[]),
+    ]
+    fields = [
+        arg("numb_models", int, "final models (distinct seeds)", default=1),
+        arg("numb_steps", int, "training steps of the long training"),
+        arg("learning_rate", dict, "overrides of default_training_param's learning_rate", default=None),
+        arg("loss", dict, "overrides of the loss prefactors; default turns the virial on "
+           "(start_pref_v 0.02, limit_pref_v 1)", default=None),
+        arg("compress", bool, "dp compress the final models", default=True),
+        arg("special_sets", list, "extra weighted data sets (specialisation)", sub_fields=special, repeat=True,
+           default=[]),
+        arg("special_numb_steps", int, "training steps of the specialisation", default=2000),
+        arg("special_start_lr", float, "start_lr of the specialisation (default: long training's / 10)",
+           default=None),
+        arg("init_from_loop", bool, "start the long training from the loop's last models", default=False),
+        arg("validation", dict, "validation set of the model test", sub_fields=validation, default={}),
+    ]
+    return arg("final_training", dict, "long training, compression, specialisation, model test", sub_fields=fields,
+              default=None)
+
+
 def check_final(conf: dict, param: dict, base_dir: Path) -> None:
     """Cross-key checks of ``final_training``: each special set is one of data / structures /
     generator with a positive weight, data folders and structures exist.
@@ -121,6 +155,12 @@ def check_final(conf: dict, param: dict, base_dir: Path) -> None:
         if entry.get("data") and not (base_dir / entry["data"] / "type.raw").is_file():
             raise ParamError(f"{where}.data = {entry['data']!r}: not a deepmd/npy folder (no type.raw)")
     special_frames(conf, base_dir, param)
+    require(0 <= conf["validation"]["holdout_ratio"] < 1,
+            f"final_training.validation.holdout_ratio = {conf['validation']['holdout_ratio']}: must lie in [0, 1)")
+    n_final = conf["numb_models"]
+    require(not conf["init_from_loop"] or n_final <= param["numb_models"],
+            f"final_training.numb_models = {n_final}: init_from_loop needs at most numb_models = "
+            f"{param['numb_models']} (one loop model per final model)")
     for path in conf["validation"]["data"]:
         if not (base_dir / path / "type.raw").is_file():
             raise ParamError(f"final_training.validation.data: {path!r} is not a deepmd/npy folder")

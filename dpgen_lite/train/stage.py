@@ -1,95 +1,435 @@
-"""Steps 0-2: make, run and post the training of the model ensemble (``iter.*/00.train``)."""
+"""Steps 0-2: make, run and post the training of the model ensemble (``iter.*/00.train``).
+
+How the models of an iteration start (DP-GEN's keys, DP-GEN's meaning unless said):
+
+* iteration > 0 with ``training_init_model``, or from ``training_reuse_iter`` on: from the
+  previous iteration's checkpoints (``old/model.ckpt*``, ``dp train --init-model``);
+* iteration 0 with ``training_iter0_model_path``: from those checkpoints, the same way;
+  ``training_init_frozen_model``: ``dp train --init-frz-model old/init.pb``;
+  ``training_finetune_model``: ``dp train --finetune old/init.pb``;
+* otherwise from scratch.
+
+The ``training_reuse_*`` overrides (``numb_steps``, ``start_lr``, ``decay_steps``, the loss
+start prefactors, the old/new ``auto_prob``) apply, as in DP-GEN, only from iteration
+``training_reuse_iter`` on, and only to models that start from earlier ones.
+
+Deliberate differences from DP-GEN 0.14:
+
+* ``training_iter0_model_path`` alone makes iteration 0 start from those checkpoints
+  (DP-GEN links them but passes ``--init-model`` only with ``training_init_model`` or
+  ``training_reuse_iter`` 0); ``training_init_model`` without it trains iteration 0 from
+  scratch (DP-GEN stops with an assertion).
+* The auto_prob of the old/new split is written only when both parts hold data (DP-GEN
+  writes it whenever ``training_reuse_iter`` applies, and fails at iteration 0).
+* An iteration whose predecessor labelled nothing still trains (DP-GEN copies the models).
+"""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+
+from dargs import Argument
 
 from ..context import FP, TRAIN, Context, log
 from ..dispatch import TaskSpec, executable, run_tasks
-from .deepmd import (checkpoint_files, init_from_old, model_seeds, model_suffix, train_command,
-                     training_input)
+from ..params import ParamError, arg, require
+from .deepmd import (BACKENDS, checkpoint_files, init_from_old, model_seeds, model_suffix, parse_batch_size,
+                     resolve_batch_size, system_size, train_command, training_input)
 
 DATA = "data"
+ONE_H5 = "data.hdf5"
+#: keys that only act from ``training_reuse_iter`` on
+REUSE_OVERRIDES = ("training_reuse_numb_steps", "training_reuse_start_lr", "training_reuse_decay_steps",
+                   "training_reuse_start_pref_e", "training_reuse_start_pref_f")
+
+_BATCH_DOC = ("positive int (frames per batch), 'auto' (DP-GEN: ceil(32 / natoms) frames, at most the frames "
+              "of the system) or 'auto:N' (deepmd-kit: ceil(N / natoms) frames)")
+_REUSE = " Only from iteration training_reuse_iter on, for models started from earlier ones (as DP-GEN)."
+
+
+def train_args() -> list[Argument]:
+    """DP-GEN's training keys (``mlp_engine`` ``dp``)."""
+    return [
+        arg("numb_models", int, "models in the ensemble (>= 2)", default=4),
+        arg("default_training_param", dict, "deepmd-kit input (model, learning_rate, loss, training)"),
+        arg("train_backend", str, f"one of {', '.join(BACKENDS)}", default="tensorflow"),
+        arg("init_batch_size", [list, str], "batch size of each init_data_sys entry (applies to every system "
+            f"under it), each a {_BATCH_DOC}; missing entries are 'auto'; one string applies to all. Overrides "
+            "the template's batch_size unless that is 'mixed:N'", default=None),
+        arg("sys_batch_size", [list, str], "batch size of the data labelled from each sys_configs system "
+            f"(data.SSS uses entry SSS), each a {_BATCH_DOC}; missing entries are 'auto'", default=None),
+        arg("training_init_model", bool, "iteration > 0: start each model from the previous iteration's "
+            "checkpoint (dp train --init-model); iteration 0: from training_iter0_model_path if given",
+            default=False),
+        arg("training_iter0_model_path", [list, str], "glob patterns of folders holding checkpoints "
+            "(model.ckpt*, and the checkpoint file with tensorflow): iteration 0's models start from them "
+            "(--init-model); must match numb_models folders", default=None),
+        arg("training_init_frozen_model", list, "frozen models, one per model: iteration 0 starts from them "
+            "(dp train --init-frz-model)", default=None),
+        arg("training_finetune_model", list, "frozen (pretrained) models, one per model: iteration 0 "
+            "fine-tunes them (dp train --finetune)", default=None),
+        arg("training_finetune_model_branch", str, "dpgen_lite extension (pytorch backend): the branch "
+            "(--model-branch) of a multi-task pretrained model to fine-tune", default=None),
+        arg("training_reuse_iter", int, "from this iteration on, start from the previous models and apply "
+            "the training_reuse_* overrides", default=None),
+        arg("training_reuse_numb_steps", int, "training.numb_steps when reusing." + _REUSE, default=None,
+            alias=["training_reuse_stop_batch"]),
+        arg("training_reuse_start_lr", [float, int], "learning_rate.start_lr when reusing." + _REUSE,
+            default=None),
+        arg("training_reuse_decay_steps", int, "learning_rate.decay_steps (steps) when reusing." + _REUSE
+            + " Not in DP-GEN 0.14's schema", default=None),
+        arg("training_reuse_start_pref_e", [float, int], "loss.start_pref_e when reusing, if the template's "
+            "loss has it." + _REUSE, default=None),
+        arg("training_reuse_start_pref_f", [float, int], "loss.start_pref_f when reusing, if the template's "
+            "loss has it." + _REUSE, default=None),
+        arg("training_reuse_old_ratio", [float, int, str], "probability of drawing a batch from the old data "
+            "(init data and all iterations' labels but the last iteration's) when reusing; 'auto:N': "
+            "old_frames / (old_frames + N * new_frames); 'auto' = 'auto:10'." + _REUSE, default="auto"),
+        arg("dp_train_skip_neighbor_stat", bool, "add --skip-neighbor-stat to dp train (with dp_compress, "
+            "dp compress then takes the statistics from input.json's data: -t input.json)", default=False),
+        arg("dp_compress", bool, "dp compress each frozen model into frozen_model_compressed.<suffix>; "
+            "graph.NNN links point to it", default=False),
+        arg("model_devi_activation_func", list, "one per model: an activation function name for descriptor "
+            "and fitting net, or a [descriptor, fitting] pair", default=None),
+        arg("one_h5", bool, "pack each iteration's training data into one HDF5 file, 00.train/data.hdf5",
+            default=False),
+    ]
+
+
+# ---------------------------------------------------------------- checks
+
+def _batch_entries(value, n: int) -> list:
+    """One batch size per entry: a list (padded with 'auto'), a string for all, None: all 'auto'."""
+    if value is None:
+        return ["auto"] * n
+    if isinstance(value, str):
+        return [value] * n
+    return (list(value) + ["auto"] * n)[:n]
+
+
+def iter0_model_dirs(param: dict, base_dir: Path) -> list[Path]:
+    """Folders matched by ``training_iter0_model_path`` (each pattern's matches sorted)."""
+    patterns = param.get("training_iter0_model_path") or []
+    patterns = [patterns] if isinstance(patterns, str) else patterns
+    return [Path(d) for pat in patterns for d in sorted(glob.glob(str(Path(base_dir) / pat))) if Path(d).is_dir()]
+
+
+def _frozen_key(param: dict) -> str | None:
+    for key in ("training_init_frozen_model", "training_finetune_model"):
+        if param.get(key):
+            return key
+    return None
+
+
+def check_train(param: dict, base_dir: Path | None = None) -> None:
+    """Cross-key checks of the training keys; files relative to ``base_dir`` (default: the
+    current folder, where ``dpgen run`` starts, as DP-GEN).
+
+    Logs a warning for ``training_reuse_*`` overrides given without ``training_reuse_iter``
+    (they do nothing then, as in DP-GEN).
+
+    Raises
+    ------
+    ParamError
+        naming the key, the value and what is allowed.
+    """
+    base_dir = Path.cwd() if base_dir is None else Path(base_dir)
+    n_models, backend = param["numb_models"], param["train_backend"]
+    require(n_models >= 2, f"numb_models = {n_models}: need >= 2 for a model deviation")
+    require(backend in BACKENDS, f"train_backend = {backend!r}: allowed {', '.join(BACKENDS)}")
+
+    for key in ("init_batch_size", "sys_batch_size"):
+        value = param.get(key)
+        for k, spec in ([(None, value)] if isinstance(value, str) else enumerate(value or [])):
+            try:
+                parse_batch_size(spec)
+            except ValueError:
+                where = key if k is None else f"{key}[{k}]"
+                raise ParamError(f"{where} = {spec!r}: allowed {_BATCH_DOC}") from None
+
+    for key in ("training_reuse_numb_steps", "training_reuse_decay_steps"):
+        v = param.get(key)
+        require(v is None or v > 0, f"{key} = {v}: must be a positive number of steps")
+    v = param.get("training_reuse_start_lr")
+    require(v is None or v > 0, f"training_reuse_start_lr = {v}: must be > 0")
+    for key in ("training_reuse_start_pref_e", "training_reuse_start_pref_f"):
+        v = param.get(key)
+        require(v is None or v >= 0, f"{key} = {v}: must be >= 0")
+    v = param.get("training_reuse_iter")
+    require(v is None or v >= 0, f"training_reuse_iter = {v}: must be an iteration index >= 0")
+    ratio = param.get("training_reuse_old_ratio", "auto")
+    if ratio is None:
+        pass
+    elif isinstance(ratio, str):
+        try:
+            old_ratio_weight(ratio)
+        except ValueError:
+            raise ParamError(f"training_reuse_old_ratio = {ratio!r}: allowed a number in [0, 1], 'auto' or "
+                             "'auto:N' (N > 0, weight of a new frame against an old one)") from None
+    else:
+        require(0 <= ratio <= 1, f"training_reuse_old_ratio = {ratio}: a probability must lie in [0, 1] "
+                "(or give 'auto' / 'auto:N')")
+    if param.get("training_reuse_iter") is None:
+        given = [k for k in REUSE_OVERRIDES if param.get(k) is not None]
+        if given:
+            log.warning("%s ignored: as in DP-GEN, the training_reuse_* overrides apply only from iteration "
+                        "training_reuse_iter on; set training_reuse_iter (e.g. 1) to use them", ", ".join(given))
+
+    starts = [k for k in ("training_iter0_model_path", "training_init_frozen_model", "training_finetune_model")
+              if param.get(k)]
+    require(len(starts) <= 1, f"{' and '.join(starts)} are both given: iteration 0 starts from one of "
+            "training_iter0_model_path, training_init_frozen_model, training_finetune_model")
+    if param.get("training_iter0_model_path"):
+        dirs = iter0_model_dirs(param, base_dir)
+        require(len(dirs) == n_models, f"training_iter0_model_path = {param['training_iter0_model_path']}: "
+                f"matches {len(dirs)} folder(s) under {base_dir}, need numb_models = {n_models}")
+        for d in dirs:
+            missing = [f.name for f in checkpoint_files(d, backend) if not f.is_file()]
+            have = list(d.glob("model.ckpt*"))
+            require(have and not missing, f"training_iter0_model_path: {d} holds no complete {backend} checkpoint "
+                    f"(model.ckpt*{', checkpoint' if backend == 'tensorflow' else ''}); missing {missing or 'model.ckpt*'}")
+    key = _frozen_key(param)
+    if key:
+        models = param[key]
+        require(len(models) == n_models, f"{key} = {models}: {len(models)} model(s), need one per model, "
+                f"numb_models = {n_models}")
+        allowed = (".pb",) if backend == "tensorflow" else (".pth", ".pt")
+        for m in models:
+            require(isinstance(m, str) and (base_dir / m).is_file(), f"{key}: {m!r} is not a file under {base_dir}")
+            require(Path(m).suffix in allowed, f"{key}: {m!r} is not a {backend} model ({' or '.join(allowed)})")
+    branch = param.get("training_finetune_model_branch")
+    require(branch is None or (backend == "pytorch" and bool(param.get("training_finetune_model"))),
+            f"training_finetune_model_branch = {branch!r}: only with training_finetune_model and "
+            f"train_backend 'pytorch' (dp train --model-branch)")
+
+    acts = param.get("model_devi_activation_func")
+    if acts is not None:
+        require(len(acts) == n_models, f"model_devi_activation_func = {acts}: {len(acts)} entries, need one per "
+                f"model, numb_models = {n_models}")
+        for k, a in enumerate(acts):
+            names = [a] if isinstance(a, str) else a
+            require(isinstance(names, list) and len(names) in (1, 2) and all(isinstance(x, str) for x in names),
+                    f"model_devi_activation_func[{k}] = {a!r}: give a name or a [descriptor, fitting] pair")
+            bad = [x for x in names if not _valid_activation(x)]
+            require(not bad, f"model_devi_activation_func[{k}] = {a!r}: unknown activation {bad}; allowed "
+                    f"{', '.join(sorted(_activations()))}")
+
+
+def _activations() -> set[str]:
+    from deepmd.common import VALID_ACTIVATION
+    return set(VALID_ACTIVATION) | {"custom_silu"}
+
+
+def _valid_activation(name: str) -> bool:
+    return name.lower().split(":")[0] in _activations()
+
+
+def old_ratio_weight(value: str) -> float:
+    """``N`` of ``'auto:N'`` (``'auto'``: 10), DP-GEN's new-to-old weight.
+
+    Raises
+    ------
+    ValueError
+        if ``value`` is not ``'auto'`` or ``'auto:N'`` with N > 0.
+    """
+    words = value.split(":")
+    if words[0] != "auto" or len(words) > 2:
+        raise ValueError(value)
+    n = float(words[1]) if len(words) == 2 else 10.0
+    if not n > 0:
+        raise ValueError(value)
+    return n
+
+
+# ---------------------------------------------------------------- training data
+
+@dataclass(frozen=True)
+class TrainingSystem:
+    """One system of a training set: where it is, its batch size as given, its origin."""
+
+    path: Path
+    batch_size: int | str
+    iteration: int  # iteration that labelled it; -1: init data
+
+
+def entry_systems(path: Path) -> list[Path]:
+    """The systems under one ``init_data_sys`` entry (one deepmd/npy folder)."""
+    return [path]
+
+
+def training_plan(ctx: Context, iteration: int) -> list[TrainingSystem]:
+    """Every system trained on at ``iteration``: the init data (each system under entry k
+    with ``init_batch_size[k]``), then each ``02.fp/data.SSS`` of earlier iterations with
+    ``sys_batch_size[SSS]``."""
+    p = ctx.param
+    out = []
+    entries = p["init_data_sys"]
+    for entry, bs in zip(entries, _batch_entries(p.get("init_batch_size"), len(entries))):
+        out += [TrainingSystem(s, bs, -1) for s in entry_systems((ctx.work_dir / p["init_data_prefix"] / entry).resolve())]
+    sys_bs = p.get("sys_batch_size")
+    for j in range(iteration):
+        fp = ctx.path(j, FP)
+        for t in sorted(fp.glob("data.*/**/type.raw")):
+            sys_idx = int(t.relative_to(fp).parts[0].split(".")[1])
+            bs = sys_bs if isinstance(sys_bs, str) else (sys_bs[sys_idx] if sys_bs and sys_idx < len(sys_bs) else "auto")
+            out.append(TrainingSystem(t.parent, bs, j))
+    return out
 
 
 def training_systems(ctx: Context, iteration: int) -> tuple[list[Path], int]:
     """Absolute deepmd/npy folders trained on at ``iteration``: init data, then every
     ``data.*`` labelled by earlier iterations.  Also returns how many are init data."""
-    p = ctx.param
-    init = [(ctx.work_dir / p["init_data_prefix"] / s).resolve() for s in p["init_data_sys"]]
-    labelled = [t.parent for j in range(iteration) for t in sorted(ctx.path(j, FP).glob("data.*/**/type.raw"))]
-    return init + labelled, len(init)
+    plan = training_plan(ctx, iteration)
+    return [s.path for s in plan], sum(s.iteration < 0 for s in plan)
 
 
-def _reuse(ctx: Context, iteration: int) -> bool:
+def _write_data(work: Path, systems: list[TrainingSystem], one_h5: bool) -> list[str]:
+    """Links ``data/sys.KKK`` to every system, or (``one_h5``) one ``data.hdf5`` with a
+    group ``sys.KKK`` per system; the names as seen from a task folder."""
+    if not one_h5:
+        (work / DATA).mkdir()
+        for k, s in enumerate(systems):
+            os.symlink(s.path, work / DATA / f"sys.{k:03d}")
+        return [f"../{DATA}/sys.{k:03d}" for k in range(len(systems))]
+    import dpdata
+    import h5py
+    tmp = work / (ONE_H5 + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for k, s in enumerate(systems):
+            fmt = "deepmd/hdf5" if "#" in str(s.path) else "deepmd/npy"
+            dpdata.LabeledSystem(str(s.path), fmt=fmt).to("deepmd/hdf5", f.create_group(f"sys.{k:03d}"))
+    tmp.rename(work / ONE_H5)
+    return [f"../{ONE_H5}#/sys.{k:03d}" for k in range(len(systems))]
+
+
+def old_new_auto_prob(ratio: float | str, systems: list[TrainingSystem], nframes: list[int],
+                      iteration: int) -> str | None:
+    """deepmd-kit ``auto_prob`` drawing old data (all but the last iteration's labels) with
+    probability ``r`` and the last iteration's labels with ``1 - r``; ``ratio`` ``'auto:N'``
+    gives ``r = old / (old + N * new)`` in frames.  None when either part is empty."""
+    last = [s.iteration == iteration - 1 for s in systems]
+    n_old = last.index(True) if any(last) else len(systems)  # systems are in iteration order
+    if n_old == 0 or n_old == len(systems):
+        return None
+    if isinstance(ratio, str):
+        old, new = sum(nframes[:n_old]), sum(nframes[n_old:])
+        ratio = old / (old + new * old_ratio_weight(ratio))
+    return "prob_sys_size; 0:%d:%f; %d:%d:%f" % (n_old, ratio, n_old, len(systems), 1.0 - ratio)  # noqa: UP031
+
+
+# ---------------------------------------------------------------- steps
+
+def init_kind(ctx: Context, iteration: int) -> str | None:
+    """What the models of ``iteration`` start from (see the module doc): ``checkpoint``
+    (previous iteration's, or training_iter0_model_path's), ``frozen``, ``finetune``, or None."""
     p = ctx.param
-    if iteration == 0:
-        return False
-    return p["training_init_model"] or (p["training_reuse_iter"] is not None and iteration >= p["training_reuse_iter"])
+    if iteration > 0:
+        reuse_iter = p.get("training_reuse_iter")
+        return "checkpoint" if p["training_init_model"] or (reuse_iter is not None and iteration >= reuse_iter) else None
+    if p.get("training_iter0_model_path"):
+        return "checkpoint"
+    return {"training_init_frozen_model": "frozen", "training_finetune_model": "finetune"}.get(_frozen_key(p))
+
+
+def reuse_overrides(ctx: Context, iteration: int) -> bool:
+    """Whether the ``training_reuse_*`` overrides apply at ``iteration``: from
+    ``training_reuse_iter`` on, for models started from checkpoints."""
+    reuse_iter = ctx.param.get("training_reuse_iter")
+    return reuse_iter is not None and iteration >= reuse_iter and init_kind(ctx, iteration) == "checkpoint"
+
+
+def _init_sources(ctx: Context, iteration: int, kind: str | None) -> list[list[tuple[Path, str]]]:
+    """Per model, the (file, name in ``old/``) it starts from."""
+    p = ctx.param
+    backend = p["train_backend"]
+    if kind is None:
+        return [[] for _ in range(p["numb_models"])]
+    if kind == "checkpoint":
+        dirs = ([ctx.path(iteration - 1, TRAIN) / f"{ii:03d}" for ii in range(p["numb_models"])] if iteration > 0
+                else iter0_model_dirs(p, ctx.work_dir))
+        return [[(f, f.name) for f in checkpoint_files(d, backend)] for d in dirs]
+    models = [ctx.work_dir / m for m in p[_frozen_key(p)]]
+    return [[(m, "init" + m.suffix)] for m in models]
 
 
 def make_train(ctx: Context, iteration: int) -> None:
     """Write ``000 .. numb_models-1`` task folders with ``input.json`` (distinct seeds) and
-    a ``data`` folder of links to every training system."""
+    the training data: ``data/sys.KKK`` links or (``one_h5``) ``data.hdf5``; the files a
+    model starts from go to the task's ``old/``."""
     p = ctx.param
     work = ctx.path(iteration, TRAIN)
     shutil.rmtree(work, ignore_errors=True)
-    (work / DATA).mkdir(parents=True)
-    systems, n_init = training_systems(ctx, iteration)
-    names = []
-    for k, src in enumerate(systems):
-        name = f"sys.{k:03d}"
-        os.symlink(src, work / DATA / name)
-        names.append(f"../{DATA}/{name}")
-    reuse = _reuse(ctx, iteration)
+    work.mkdir(parents=True)
+    systems = training_plan(ctx, iteration)
+    sizes = [system_size(s.path) for s in systems]
+    batch = [resolve_batch_size(s.batch_size, natoms, nframes) for s, (natoms, nframes) in zip(systems, sizes)]
+    names = _write_data(work, systems, p.get("one_h5", False))
+    kind = init_kind(ctx, iteration)
+    reuse = reuse_overrides(ctx, iteration)
     auto_prob = None
-    if reuse and p["training_reuse_old_ratio"] is not None and len(systems) > n_init:
-        r = p["training_reuse_old_ratio"]
-        auto_prob = f"prob_sys_size; 0:{n_init}:{r}; {n_init}:{len(systems)}:{1 - r}"
+    ratio = p.get("training_reuse_old_ratio", "auto")
+    if reuse and ratio is not None:
+        auto_prob = old_new_auto_prob(ratio, systems, [n for _, n in sizes], iteration)
+    acts = p.get("model_devi_activation_func")
+    sources = _init_sources(ctx, iteration, kind)
     for ii in range(p["numb_models"]):
         task = work / f"{ii:03d}"
         task.mkdir()
         jdata = training_input(
-            p["default_training_param"], names, model_seeds(iteration, ii),
-            numb_steps=p["training_reuse_numb_steps"] if reuse else None,
-            start_lr=p["training_reuse_start_lr"] if reuse else None,
-            auto_prob=auto_prob,
+            p["default_training_param"], names, model_seeds(iteration, ii), batch_size=batch,
+            numb_steps=p.get("training_reuse_numb_steps") if reuse else None,
+            start_lr=p.get("training_reuse_start_lr") if reuse else None,
+            decay_steps=p.get("training_reuse_decay_steps") if reuse else None,
+            start_pref_e=p.get("training_reuse_start_pref_e") if reuse else None,
+            start_pref_f=p.get("training_reuse_start_pref_f") if reuse else None,
+            auto_prob=auto_prob, activation=acts[ii] if acts else None,
         )
         (task / "input.json").write_text(json.dumps(jdata, indent=2))
-        if reuse:
+        if sources[ii]:
             (task / "old").mkdir()
-            prev = ctx.path(iteration - 1, TRAIN) / f"{ii:03d}"
-            for f in checkpoint_files(prev, p["train_backend"]):
-                shutil.copy(f, task / "old" / f.name)
-    log.info("%s: %d models on %d systems (%d init)", ctx.rel(iteration, TRAIN), p["numb_models"], len(systems), n_init)
+            for src, name in sources[ii]:
+                shutil.copy(src, task / "old" / name)
+    log.info("%s: %d models on %d systems (%d init)%s%s", ctx.rel(iteration, TRAIN), p["numb_models"], len(systems),
+             sum(s.iteration < 0 for s in systems), f", starting from {kind} models" if kind else "",
+             f", auto_prob {auto_prob!r}" if auto_prob else "")
 
 
 def run_train(ctx: Context, iteration: int) -> None:
-    """Train and freeze every model through dpdispatcher (resumes from checkpoints)."""
+    """Train and freeze (and with ``dp_compress`` compress) every model through
+    dpdispatcher; a killed task resumes from its checkpoint."""
     p = ctx.param
     backend = p["train_backend"]
+    suffix = model_suffix(backend)
     work = ctx.path(iteration, TRAIN)
     conf = ctx.stage_conf("train")
     dp = conf["command"] or executable("dp")
+    kind = init_kind(ctx, iteration)
+    compress = p.get("dp_compress", False)
     tasks = []
     for ii in range(p["numb_models"]):
         name = f"{ii:03d}"
-        old, init = init_from_old(work / name, backend, _reuse(ctx, iteration))
-        tasks.append(TaskSpec(
-            path=name,
-            command=train_command(dp, backend, init),
-            forward_files=["input.json", *old],
-            backward_files=[f"frozen_model{model_suffix(backend)}", "lcurve.out", "checkpoint", "model.ckpt*"],
-            outlog="train.log", errlog="train.err",
-        ))
-    run_tasks(conf, ctx.work_dir, ctx.rel(iteration, TRAIN), tasks, forward_common_files=[DATA])
+        old, init = init_from_old(work / name, backend, kind is not None)
+        if kind in ("frozen", "finetune"):
+            init = old[0] if old else None
+        command = train_command(dp, backend, init, init_kind=kind or "checkpoint",
+                                skip_neighbor_stat=p.get("dp_train_skip_neighbor_stat", False),
+                                model_branch=p.get("training_finetune_model_branch"), compress=compress)
+        backward = [f"frozen_model{suffix}", "lcurve.out", "checkpoint", "model.ckpt*"]
+        if compress:
+            backward.insert(1, f"frozen_model_compressed{suffix}")
+        tasks.append(TaskSpec(path=name, command=command, forward_files=["input.json", *old],
+                              backward_files=backward, outlog="train.log", errlog="train.err"))
+    common = [ONE_H5] if p.get("one_h5", False) else [DATA]
+    run_tasks(conf, ctx.work_dir, ctx.rel(iteration, TRAIN), tasks, forward_common_files=common)
 
 
 def post_train(ctx: Context, iteration: int) -> None:
-    """Link each frozen model to ``00.train/graph.%03d.<suffix>``.
+    """Link each frozen model (``dp_compress``: the compressed one) to ``00.train/graph.%03d.<suffix>``.
 
     Raises
     ------
@@ -97,11 +437,12 @@ def post_train(ctx: Context, iteration: int) -> None:
         if a task left no frozen model.
     """
     suffix = model_suffix(ctx.param["train_backend"])
+    name = f"frozen_model_compressed{suffix}" if ctx.param.get("dp_compress", False) else f"frozen_model{suffix}"
     work = ctx.path(iteration, TRAIN)
     for ii in range(ctx.param["numb_models"]):
-        frozen = work / f"{ii:03d}" / f"frozen_model{suffix}"
+        frozen = work / f"{ii:03d}" / name
         if not frozen.is_file():
-            raise FileNotFoundError(f"{frozen}: training task left no frozen model; see {frozen.parent}/train.err")
+            raise FileNotFoundError(f"{frozen}: training task left no {name}; see {frozen.parent}/train.err")
         graph = work / f"graph.{ii:03d}{suffix}"
         graph.unlink(missing_ok=True)
         os.symlink(frozen.relative_to(work), graph)

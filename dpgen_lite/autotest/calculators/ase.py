@@ -24,11 +24,11 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from ...schema import ParamError
+from ...dispatch import library_path_env
+from ...params import ParamError
 from ..task import TaskFailed, TaskResult
 from ..units import EV_A3_TO_GPA
 from .base import Calculator, _a, register
-from .lammps import _mpi_lib_dir
 from ..ase_task import CALC_FILE, LOG_FILE, OUT_FILE
 
 
@@ -74,8 +74,7 @@ class AseCalculator(Calculator):
         return [CALC_FILE]
 
     def default_command(self) -> str:
-        return (f"env LD_LIBRARY_PATH={shlex.quote(_mpi_lib_dir())}:$LD_LIBRARY_PATH "
-                f"{shlex.quote(sys.executable)} -m dpgen_lite.autotest.ase_task")
+        return f"{library_path_env()} {shlex.quote(sys.executable)} -m dpgen_lite.autotest.ase_task"
 
     def read_result(self, task_dir: Path) -> TaskResult:
         out = Path(task_dir) / OUT_FILE

@@ -9,7 +9,7 @@ from typing import ClassVar
 from dargs import Argument  # noqa: F401  (type of args())
 from ase import Atoms
 
-from ...schema import ParamError, _a
+from ...params import ParamError, arg as _a
 from ..registry import CALCULATORS
 from ..task import TaskResult
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...schema import ParamError
+from ...params import ParamError
 from .base import register
 from .lammps import NamedLammps
 

@@ -22,7 +22,7 @@ import numpy as np
 from ase import Atoms
 
 from ...label.base import FpTaskFailed, get_style
-from ...schema import ParamError
+from ...params import ParamError
 from ..task import TaskFailed, TaskResult
 from ..units import EV_A3_TO_GPA
 from .base import Calculator, _a, register

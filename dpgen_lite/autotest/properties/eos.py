@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...schema import ParamError
+from ...params import ParamError
 from ..units import EV_A3_TO_GPA
 from .base import Property, _a, e0_per_atom, fmt, register, table
 

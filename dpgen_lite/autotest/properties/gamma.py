@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from ...schema import ParamError
+from ...params import ParamError
 from ..units import EV_A2_TO_J_M2
 from .base import Property, _a, check_vector, fmt, register, table
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...schema import ParamError
+from ...params import ParamError
 from .base import Property, _a, check_vector, e0_per_atom, fmt, register, supercell, table
 
 #: per lattice: (spacegroup number, atoms in the conventional standard cell), the atoms' fractional

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...schema import ParamError
+from ...params import ParamError
 from ..units import EV_A2_TO_J_M2
 from .base import Property, _a, check_vector, e0_per_atom, fmt, register, table
 

@@ -1,0 +1,39 @@
+"""Exploration engines: the programs that run the model-deviation MD.
+
+An engine owns its ``param.json`` keys (:meth:`Engine.args`, dargs), which the schema puts
+under the ``model_devi_engine`` variant (DP-GEN's key, default ``lammps``).  Engines are
+registered by name in :data:`ENGINES`, which imports every module of this package, so adding
+an engine is adding one module.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from dargs import Argument
+
+from ..registry import Registry
+
+ENGINES = Registry("dpgen_lite.explore", "model_devi_engine")
+register = ENGINES.register
+
+
+class Engine:
+    """One exploration program (the name is the value of ``model_devi_engine``)."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def args(cls) -> list[Argument]:
+        """The engine's own ``param.json`` keys (dargs), beside ``model_devi_engine``."""
+        return []
+
+    @classmethod
+    def check(cls, param: dict, n_systems: int) -> None:
+        """Cross-key checks of the engine's keys in a normalized ``param.json``.
+
+        Raises
+        ------
+        ParamError
+            naming the key, the value and what is allowed.
+        """
