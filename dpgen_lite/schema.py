@@ -169,6 +169,7 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
     problems.run(lambda: require(mass_map == "auto" or len(mass_map) == len(type_map),
                                  f"mass_map = {mass_map}: needs one mass per type_map entry ({len(type_map)}), or 'auto'"))
     problems.run(lambda: check_train(param))
+    problems.run(lambda: check_model_type_map(param))
     problems.run(lambda: check_thresholds(param))
     problems.run(lambda: check_fp_style(param, base_dir))
     problems.run(lambda: check_init_data(param, base_dir))
@@ -179,6 +180,16 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
     if own:
         if problems.messages:
             raise ParamError(problems.messages[0] if len(problems.messages) == 1 else "\n".join(problems.messages))
+
+
+def check_model_type_map(param: dict) -> None:
+    """``default_training_param.model.type_map``, where given, is the top-level ``type_map``:
+    another order would run MD with the species swapped."""
+    model_map = (param["default_training_param"].get("model") or {}).get("type_map")
+    require(model_map is None or list(model_map) == list(param["type_map"]),
+            f"default_training_param.model.type_map = {model_map} differs from type_map = {param['type_map']}: "
+            "the models would see the species in another order; make them equal (or remove the model's, "
+            "which is then filled in from type_map)")
 
 
 def check_thresholds(param: dict) -> None:
