@@ -168,7 +168,7 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
     mass_map = param["mass_map"]
     problems.run(lambda: require(mass_map == "auto" or len(mass_map) == len(type_map),
                                  f"mass_map = {mass_map}: needs one mass per type_map entry ({len(type_map)}), or 'auto'"))
-    problems.run(lambda: check_train(param))
+    problems.run(lambda: check_train(param, base_dir))
     problems.run(lambda: check_model_type_map(param))
     problems.run(lambda: check_thresholds(param))
     problems.run(lambda: check_fp_style(param, base_dir))

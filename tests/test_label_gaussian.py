@@ -141,7 +141,7 @@ def test_labels_collected_and_failures_reported_through_the_fp_step(tmp_path):
 
 def test_default_command_is_dpgens():
     assert get_style("gaussian")({"type_map": TYPE_MAP, "fp_params": FP_PARAMS}, ".").default_command() == \
-        "g16 < input > output"
+        "g16 < input"
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -176,3 +176,27 @@ def test_dpgen_keys_normalised_strictly():
     assert data["fp_params"]["fragment_guesses"] is False and data["cluster_cutoff"] == 5.0
     with pytest.raises(ParamError, match="nprocs"):
         normalize(schema, {"fp_params": {"keywords": "force hf/sto-3g", "nproc": 2, "nprocs": 2}}, "param.json")
+
+
+def test_auto_multiplicity_with_openbabel(tmp_path):
+    """With Open Babel (DP-GEN's default multiplicity 'auto'): closed-shell methane is a singlet; two
+    methyl radicals far apart take keywords_high_multiplicity; fragment guesses give one charge and
+    multiplicity per fragment."""
+    pytest.importorskip("openbabel")
+    params = {"keywords": "force b3lyp/6-31g**", "nproc": 2, "keywords_high_multiplicity": "force ub3lyp/6-31g**"}
+    style, task = task_with_output(tmp_path, None, fp_params=params)
+    lines = (task / "input").read_text().splitlines()
+    assert lines[1] == "#force b3lyp/6-31g**" and "0 1" in lines
+    methyls = ase.Atoms("CH3CH3", positions=[[0, 0, 0], [1.09, 0, 0], [-0.36, 1.03, 0], [-0.36, -0.5, 0.9],
+                                              [6, 0, 0], [7.09, 0, 0], [5.64, 1.03, 0], [5.64, -0.5, 0.9]],
+                        cell=np.eye(3) * 12, pbc=True)
+    frame = dpdata.System(methyls, fmt="ase/structure", type_map=TYPE_MAP)
+    (tmp_path / "radicals").mkdir()
+    style.write_inputs(frame, tmp_path / "radicals")
+    assert (tmp_path / "radicals" / "input").read_text().splitlines()[1] == "#force ub3lyp/6-31g**"
+    guess = style_of(tmp_path, {"keywords": "force b3lyp/6-31g**", "nproc": 2, "fragment_guesses": True})
+    guess.check()
+    (tmp_path / "guess").mkdir()
+    guess.write_inputs(frame, tmp_path / "guess")
+    text = (tmp_path / "guess" / "input").read_text()
+    assert "#force b3lyp/6-31g** guess=fragment=2" in text and "\n0 3 0 2 0 2\n" in text

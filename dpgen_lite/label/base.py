@@ -66,6 +66,8 @@ class FpStyle:
     name: ClassVar[str]
     #: files a finished task brings back (dpdispatcher's backward files)
     output_files: ClassVar[list[str]] = []
+    #: where the task command's standard output goes (DP-GEN's Gaussian commands print the log there)
+    stdout_file: ClassVar[str] = "fp.log"
 
     def __init__(self, param: dict, base_dir: Path):
         self.param = param

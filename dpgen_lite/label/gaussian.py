@@ -17,8 +17,8 @@ refused: each candidate frame is labelled whole.
 
 Each task folder gets ``input`` (dpdata's ``gaussian/gjf`` writer; the frame as one molecule,
 without periodic ``TV`` lines, as DP-GEN writes it); the default command is
-``g16 < input > output`` (``machine.json``'s ``fp.command`` replaces it and must also leave
-Gaussian's log in ``output``).  The label is read from ``output`` by dpdata's ``gaussian/log``
+``g16 < input``, its standard output captured into ``output`` as DP-GEN does (so DP-GEN's
+``fp.command`` such as ``g16 < input || :`` works as it is).  The label is read from ``output`` by dpdata's ``gaussian/log``
 reader (energy Hartree -> eV, forces Hartree/Bohr -> eV/Å, no virial, ``nopbc``).  A run is
 kept only if every job of ``input`` ended with ``Normal termination``; ``Error termination``,
 a truncated log (killed, out of time) or a log without forces make the task failed.
@@ -62,6 +62,7 @@ class GaussianStyle(FpStyle):
 
     name = "gaussian"
     output_files = [OUTPUT]
+    stdout_file = OUTPUT
 
     @classmethod
     def args(cls) -> list[Argument]:
@@ -127,9 +128,9 @@ class GaussianStyle(FpStyle):
         if auto and not _has_openbabel():
             what = "fragment_guesses = true" if fp.get("fragment_guesses") else "multiplicity = 'auto'"
             raise ValueError(
-                f"fp_params.{what.split(' =')[0]}: {what} finds the molecules of each frame with Open Babel, which "
-                "is not installed; install it (pip install openbabel-wheel), or give the multiplicity as an "
-                "integer (e.g. \"multiplicity\": 1 for a closed-shell system) without fragment_guesses")
+                f"fp_params.{what}: the molecules of each frame are found with Open Babel, which is not "
+                "installed; install it (pip install openbabel-wheel), or give the multiplicity as an integer "
+                "(e.g. \"multiplicity\": 1 for a closed-shell system) without fragment_guesses")
 
     def write_inputs(self, frame: dpdata.System, task_dir: Path) -> list[str]:
         fp = self.param["fp_params"]
@@ -142,7 +143,7 @@ class GaussianStyle(FpStyle):
         return [INPUT]
 
     def default_command(self) -> str:
-        return f"g16 < {INPUT} > {OUTPUT}"
+        return f"g16 < {INPUT}"
 
     def read_label(self, task_dir: Path) -> dpdata.LabeledSystem:
         task_dir = Path(task_dir)

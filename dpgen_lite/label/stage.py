@@ -62,7 +62,7 @@ def run_fp_tasks(ctx: Context, work_base: str) -> None:
         meta = json.loads((task / TASK_FILE).read_text())
         # the stage's user_forward_files / user_backward_files are added by run_tasks
         tasks.append(TaskSpec(path=task.name, command=command, forward_files=meta["forward_files"],
-                              backward_files=list(style.output_files), outlog="fp.log", errlog="fp.err"))
+                              backward_files=list(style.output_files), outlog=style.stdout_file, errlog="fp.err"))
     try:
         run_tasks(conf, ctx.work_dir, work_base, tasks, continue_on_failure=True)
     except TaskFailures as err:

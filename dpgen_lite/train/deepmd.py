@@ -136,8 +136,8 @@ def training_input(
     data.setdefault("batch_size", "auto")
     if auto_prob is not None:
         data["auto_prob"] = auto_prob
-    if numb_steps is not None:
-        training["numb_steps"] = numb_steps
+    if numb_steps is not None:  # deepmd-kit's alias stop_batch, if the template uses it (as DP-GEN)
+        training["stop_batch" if "stop_batch" in training and "numb_steps" not in training else "numb_steps"] = numb_steps
     lr = jdata.setdefault("learning_rate", {})
     if start_lr is not None:
         lr["start_lr"] = start_lr
@@ -221,4 +221,4 @@ def checkpoint_files(task_dir: Path, backend: str) -> list[Path]:
     task_dir = Path(task_dir)
     if backend == "tensorflow":
         return sorted(task_dir.glob("model.ckpt.*")) + [task_dir / "checkpoint"]
-    return [(task_dir / "model.ckpt.pt").resolve()]
+    return [task_dir / "model.ckpt.pt"]  # a link to model.ckpt-N.pt: copies keep this name

@@ -22,6 +22,16 @@ Deliberate differences from DP-GEN 0.14:
 * The auto_prob of the old/new split is written only when both parts hold data (DP-GEN
   writes it whenever ``training_reuse_iter`` applies, and fails at iteration 0).
 * An iteration whose predecessor labelled nothing still trains (DP-GEN copies the models).
+* ``training_init_model`` may go with ``training_init_frozen_model`` or
+  ``training_finetune_model`` (iteration 0 from the frozen models, later ones from the
+  previous checkpoints); DP-GEN refuses the pair.
+* ``init_batch_size`` as one string applies to every entry (DP-GEN's schema allows a string
+  but its code then fails); ``"auto:N"`` entries are resolved with deepmd-kit's rule (DP-GEN
+  refuses them).
+* With ``dp_compress`` and ``dp_train_skip_neighbor_stat``, ``dp compress -t input.json``
+  takes the neighbor statistics from the data (DP-GEN's compression fails then).
+* Extensions: ``training_reuse_decay_steps`` and ``training_finetune_model_branch`` (not in
+  DP-GEN 0.14); ``model_devi_activation_func`` may mix names and pairs.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from pathlib import Path
 from dargs import Argument
 
 from ..context import FP, TRAIN, Context, log
+from .data import expand_system
 from ..dispatch import TaskSpec, executable, run_tasks
 from ..params import ParamError, arg, require
 from .deepmd import (BACKENDS, checkpoint_files, init_from_old, model_seeds, model_suffix, parse_batch_size,
@@ -72,7 +83,8 @@ def train_args() -> list[Argument]:
         arg("training_init_frozen_model", list, "frozen models, one per model: iteration 0 starts from them "
             "(dp train --init-frz-model)", default=None),
         arg("training_finetune_model", list, "frozen (pretrained) models, one per model: iteration 0 "
-            "fine-tunes them (dp train --finetune)", default=None),
+            "fine-tunes them (dp train --finetune); deepmd-kit's tensorflow backend fine-tunes only "
+            "se_atten / se_atten_v2 models", default=None),
         arg("training_finetune_model_branch", str, "dpgen_lite extension (pytorch backend): the branch "
             "(--model-branch) of a multi-task pretrained model to fine-tune", default=None),
         arg("training_reuse_iter", int, "from this iteration on, start from the previous models and apply "
@@ -188,11 +200,11 @@ def check_train(param: dict, base_dir: Path | None = None) -> None:
         dirs = iter0_model_dirs(param, base_dir)
         require(len(dirs) == n_models, f"training_iter0_model_path = {param['training_iter0_model_path']}: "
                 f"matches {len(dirs)} folder(s) under {base_dir}, need numb_models = {n_models}")
+        needed = ["model.ckpt.index", "model.ckpt.data-*", "checkpoint"] if backend == "tensorflow" else ["model.ckpt.pt"]
         for d in dirs:
-            missing = [f.name for f in checkpoint_files(d, backend) if not f.is_file()]
-            have = list(d.glob("model.ckpt*"))
-            require(have and not missing, f"training_iter0_model_path: {d} holds no complete {backend} checkpoint "
-                    f"(model.ckpt*{', checkpoint' if backend == 'tensorflow' else ''}); missing {missing or 'model.ckpt*'}")
+            missing = [n for n in needed if not any(f.is_file() for f in d.glob(n))]
+            require(not missing, f"training_iter0_model_path: {d} holds no complete {backend} checkpoint "
+                    f"(needs {', '.join(needed)}); missing {', '.join(missing)}")
     key = _frozen_key(param)
     if key:
         models = param[key]
@@ -258,8 +270,10 @@ class TrainingSystem:
 
 
 def entry_systems(path: Path) -> list[Path]:
-    """The systems under one ``init_data_sys`` entry (one deepmd/npy folder)."""
-    return [path]
+    """The systems under one ``init_data_sys`` entry (:func:`.data.expand_system`): a deepmd/npy
+    folder, the folders below it, or ``file.h5#/group`` (deepmd/hdf5); every system of entry k
+    trains with ``init_batch_size[k]``."""
+    return [Path(s) for s in expand_system(path)]
 
 
 def training_plan(ctx: Context, iteration: int) -> list[TrainingSystem]:
@@ -289,13 +303,23 @@ def training_systems(ctx: Context, iteration: int) -> tuple[list[Path], int]:
 
 
 def _write_data(work: Path, systems: list[TrainingSystem], one_h5: bool) -> list[str]:
-    """Links ``data/sys.KKK`` to every system, or (``one_h5``) one ``data.hdf5`` with a
-    group ``sys.KKK`` per system; the names as seen from a task folder."""
+    """Links ``data/sys.KKK`` to every system (``data/h5.NNN.hdf5`` to each HDF5 file
+    holding some), or (``one_h5``) one ``data.hdf5`` with a group ``sys.KKK`` per system;
+    the names as seen from a task folder."""
     if not one_h5:
         (work / DATA).mkdir()
+        names, h5_links = [], {}
         for k, s in enumerate(systems):
-            os.symlink(s.path, work / DATA / f"sys.{k:03d}")
-        return [f"../{DATA}/sys.{k:03d}" for k in range(len(systems))]
+            if "#" in str(s.path):  # a group of an HDF5 file: link the file once, name the group
+                file, group = str(s.path).split("#", 1)
+                if file not in h5_links:
+                    h5_links[file] = f"h5.{len(h5_links):03d}.hdf5"
+                    os.symlink(file, work / DATA / h5_links[file])
+                names.append(f"../{DATA}/{h5_links[file]}#{group}")
+            else:
+                os.symlink(s.path, work / DATA / f"sys.{k:03d}")
+                names.append(f"../{DATA}/sys.{k:03d}")
+        return names
     import dpdata
     import h5py
     tmp = work / (ONE_H5 + ".tmp")
