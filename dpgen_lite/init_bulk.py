@@ -17,13 +17,46 @@ import ase.build
 import ase.io
 import dpdata
 import numpy as np
+from dargs import Argument
 
 from .context import Context, log
 from .label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
-from .params import ParamError
+from .params import ParamError, arg
 
 CELL_TYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
 MADE = "tasks.made"
+
+
+def init_bulk_args() -> list[Argument]:
+    """Keys of an init_bulk ``param.json`` (the fp style's keys come from the style)."""
+    return [
+        arg("type_map", list, "element of each atom type"),
+        arg("elements", list, "elements of the lattice sites (cell_type route)", default=None),
+        arg("cell_type", str, "fcc, bcc, hcp, sc or diamond", default=None),
+        arg("latt", float, "lattice constant, Å", default=None),
+        arg("from_poscar", bool, "start from from_poscar_path instead of cell_type", default=False),
+        arg("from_poscar_path", str, "POSCAR of the unit cell", default=None),
+        arg("super_cell", list, "supercell repetitions, 3 integers"),
+        arg("scale", list, "isotropic length scales applied to the supercell", default=[1.0]),
+        arg("pert_numb", int, "perturbed copies of each scaled cell"),
+        arg("pert_box", float, "largest relative box perturbation", default=0.03),
+        arg("pert_atom", float, "largest atom displacement, Å", default=0.01),
+        arg("random_seed", int, "seed of the perturbations", default=2020),
+    ]
+
+
+def check_init_bulk(param: dict, base_dir: Path) -> None:
+    """Cross-key checks: the unit cell can be built and its elements are in ``type_map``.
+
+    Raises
+    ------
+    ParamError
+        naming the key, the value and the fix.
+    """
+    cell = unit_cell(param, base_dir)
+    missing = sorted(set(cell.get_chemical_symbols()) - set(param["type_map"]))
+    if missing:
+        raise ParamError(f"type_map = {param['type_map']}: the structure has {missing}; add them to type_map")
 
 
 def unit_cell(param: dict, base_dir: Path) -> ase.Atoms:
