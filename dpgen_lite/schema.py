@@ -21,7 +21,7 @@ from dargs.dargs import ArgumentError
 
 from .compat import MACHINE_IGNORED, REFUSED_ENGINES, REFUSED_FP_STYLES, screen, stage_section
 from .explore.base import ENGINES
-from .explore.configs import check_configs, resolve_configs
+from .explore.configs import check_configs
 from .label.bad_box import parse_skip_bad_box
 from .label.base import FP_STYLES
 from .params import ParamError, arg, normalize, require
@@ -220,14 +220,17 @@ def check_fp_style(param: dict, base_dir: Path) -> None:
         raise ParamError(str(err.args[0])) from None
 
 
-def init_bulk_args() -> Argument:
-    """Schema of ``param.json`` for ``dpgen init_bulk``: its own keys and the fp style's."""
+def init_bulk_args(with_fp_style: bool = True) -> Argument:
+    """Schema of ``param.json`` for ``dpgen init_bulk``: its own keys and, with ``fp_style``, the
+    style's (DP-GEN's files name no ``fp_style``: their program is ``init_fp_style``)."""
     from .init_bulk import init_bulk_args as own
-    return Argument("param", dict, sub_fields=[*own(), *fp_shared_args()], sub_variants=[fp_variant()])
+    return Argument("param", dict, sub_fields=[*own(), *fp_shared_args()],
+                    sub_variants=[fp_variant()] if with_fp_style else [])
 
 
 def validate_init_bulk(data: dict, base_dir: Path, name: str = "init.json") -> tuple[dict, list[str]]:
-    """Every check of ``dpgen init_bulk``; returns the normalized parameters and the notes.
+    """Every check of ``dpgen init_bulk``; returns the normalized parameters (defaults of the
+    route filled in) and the notes.
 
     Raises
     ------
@@ -240,14 +243,16 @@ def validate_init_bulk(data: dict, base_dir: Path, name: str = "init.json") -> t
     try:
         if errors and any(e.startswith("fp_style =") for e in errors):
             raise ParamError("")  # the fp variant cannot be checked without a known style
-        param = normalize(init_bulk_args(), data, name)
+        param = normalize(init_bulk_args("fp_style" in data), data, name)
     except ParamError as err:
         if str(err):
             problems.messages.append(str(err).removeprefix(f"{name}: "))
     if param is not None:
-        from .init_bulk import check_init_bulk
-        problems.run(lambda: check_init_bulk(param, base_dir))
-        problems.run(lambda: check_fp_style(param, base_dir))
+        from .init_bulk import check_init_bulk  # checks the fp style of each route too
+        try:
+            param = check_init_bulk(param, base_dir)
+        except ParamError as err:
+            problems.messages.append(str(err))
     problems.raise_if_any(name)
     return param, notes
 

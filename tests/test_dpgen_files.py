@@ -136,3 +136,15 @@ def test_dpgen_check_lists_every_problem(cu_run, capsys):
     for fragment in ("numb_models = 1", "missing file", "model_devi_f_trust_lo = 0.5", "cpu_per_nod"):
         assert fragment in err, (fragment, err)
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
+
+
+def test_dpgen_init_file_checks_from_the_command_line(tmp_path, capsys):
+    """DP-GEN's own init_bulk example, unchanged (no fp_style: its program is init_fp_style, VASP),
+    with the structure, POTCAR and INCARs it names written beside it."""
+    from tests.test_init_bulk_dpgen import al_setup
+    (tmp_path / "al.json").write_text(json.dumps(al_setup(tmp_path)))
+    assert main(["check", str(tmp_path / "al.json"), "--work-dir", str(tmp_path)]) == 0
+    assert "valid for dpgen init_bulk" in capsys.readouterr().out
+    (tmp_path / "INCAR.md").unlink()
+    assert main(["check", str(tmp_path / "al.json"), "--work-dir", str(tmp_path)]) == 2
+    assert "md_incar" in capsys.readouterr().err

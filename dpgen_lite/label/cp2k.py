@@ -60,10 +60,17 @@ such outputs the virial is taken from that block with dpdata's own conversion
 (virial = stress x volume, GPa -> eV/Å^3; checked against finite differences of the energy).
 CP2K prints the cell with 3 decimals only, so the exact cell is taken from ``input.inp``
 (after checking that it agrees with the output).
+
+``dpgen init_bulk`` (DP-GEN's stages 1 and 3): :meth:`Cp2kStyle.write_relax_inputs` (CELL_OPT, or
+GEO_OPT from ``relax_incar``) and :meth:`Cp2kStyle.write_md_inputs` (MD, NVT by default,
+``md_nstep`` steps) build on the same input; ``relax_incar`` / ``md_incar`` name optional CP2K
+inputs merged over it.  :meth:`Cp2kStyle.read_md` reads every MD step from the trajectory, force
+and cell files and the output (dpdata's ``cp2k/aimd_output`` cannot read CP2K 2023's output).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -75,7 +82,7 @@ import dpdata
 import numpy as np
 from ase.calculators.cp2k import InputSection, parse_input
 from dpdata.periodic_table import ELEMENTS
-from dpdata.unit import PressureConversion
+from dpdata.unit import EnergyConversion, ForceConversion, PressureConversion
 
 from dargs import Argument
 
@@ -452,6 +459,127 @@ def _file_entries(path: Path) -> dict[str, set[str]]:
     return entries
 
 
+# --------------------------------------------------------------------------------------
+# init_bulk (DP-GEN's stages 1 and 3): relaxation and AIMD with CP2K
+# --------------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+#: run types of the stage-1 relaxation (``relax_incar`` may choose; default CELL_OPT)
+RELAX_RUN_TYPES = ("CELL_OPT", "GEO_OPT")
+#: ``MOTION/MD`` keywords of the stage-3 AIMD unless the template, ``user_fp_params`` or
+#: ``md_incar`` set them; with NVT and no ``&THERMOSTAT``, a CSVR thermostat (100 fs) is added
+MD_DEFAULTS = {"ENSEMBLE": "NVT", "TIMESTEP": 1.0, "TEMPERATURE": 300.0}
+#: project name of relaxation and AIMD runs: their files are ``cp2k-pos-1.xyz``, ``cp2k-frc-1.xyz``, ``cp2k-1.cell``
+STAGE_PROJECT = "cp2k"
+GEO_OPT_DONE = "GEOMETRY OPTIMIZATION COMPLETED"
+_ENERGY_LINE = re.compile(r"ENERGY\|\s+Total FORCE_EVAL \(\s*\w+\s*\) energy \[a\.u\.\]:\s+(\S+)")
+
+
+def section_at(root: InputSection, path: str) -> InputSection | None:
+    """The subsection at ``path`` ("MOTION/MD"), first of each name, or None; creates nothing."""
+    sec = root
+    for name in path.split("/"):
+        sec = subsection(sec, name, create=False)
+        if sec is None:
+            return None
+    return sec
+
+
+def merge_sections(dst: InputSection, src: InputSection) -> None:
+    """Merge the parsed CP2K input ``src`` into ``dst`` in place.
+
+    A keyword of ``src`` replaces every line of that keyword in ``dst`` (preprocessor lines
+    are added); a section is merged into the first section of that name (``KIND`` sections
+    are matched by their parameter), or appended when ``dst`` has none.
+    """
+    names = {_name(line) for line in src.keywords if not _name(line).startswith("@")}
+    dst.keywords = [line for line in dst.keywords if _name(line) not in names] + list(src.keywords)
+    for sub in src.subsections:
+        keyed = sub.name in KEYED_SECTIONS
+        target = subsection(dst, sub.name, sub.params if keyed else None, create=False)
+        if target is None:
+            dst.subsections.append(sub)
+            continue
+        if sub.params is not None:
+            target.params = sub.params
+        merge_sections(target, sub)
+
+
+def xyz_frames(path: Path) -> list[tuple[int | None, list[str], np.ndarray]]:
+    """Frames of a CP2K xyz file (``-pos-1.xyz`` in Å, ``-frc-1.xyz`` in Hartree/Bohr).
+
+    Returns ``(step, names, values (n_atoms, 3))`` per frame; ``step`` from the comment
+    line's ``i = <step>`` (None if absent).  A truncated last frame is dropped.
+    """
+    lines = Path(path).read_text(errors="replace").splitlines()
+    frames, i = [], 0
+    while i < len(lines):
+        head = lines[i].split()
+        if len(head) != 1 or not head[0].isdigit():
+            i += 1
+            continue
+        n = int(head[0])
+        block = lines[i + 2:i + 2 + n]
+        if len(block) < n:
+            break
+        m = re.search(r"\bi\s*=\s*(\d+)", lines[i + 1]) if i + 1 < len(lines) else None
+        rows = [ln.split() for ln in block]
+        frames.append((int(m.group(1)) if m else None, [r[0] for r in rows],
+                       np.array([[float(v) for v in r[1:4]] for r in rows])))
+        i += 2 + n
+    return frames
+
+
+def cell_rows(path: Path) -> dict[int, np.ndarray]:
+    """``step -> (3, 3)`` cell in Å from a CP2K ``-1.cell`` file (empty if there is none)."""
+    out = {}
+    if not Path(path).is_file():
+        return out
+    for line in Path(path).read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 11 and not line.lstrip().startswith("#"):
+            out[int(parts[0])] = np.array([float(v) for v in parts[2:11]]).reshape(3, 3)
+    return out
+
+
+def stress_blocks_gpa(text: str) -> list[np.ndarray]:
+    """Every ``STRESS| Analytical/Numerical stress tensor [GPa]`` block of a CP2K >= 8 output, (3, 3) GPa."""
+    lines = text.splitlines()
+    out = []
+    for i, ln in enumerate(lines):
+        if re.match(r"^\s*STRESS\|\s+(Analytical|Numerical) stress tensor \[GPa\]", ln):
+            rows = [ln2.split() for ln2 in lines[i + 2:i + 5]]
+            if len(rows) == 3 and all(len(r) == 5 and r[0] == "STRESS|" for r in rows):
+                out.append(np.array([[float(v) for v in r[2:5]] for r in rows]))
+    return out
+
+
+def labelled_frames(names: list[str], type_map: list[str], cells: np.ndarray, coords: np.ndarray,
+                    labels: dict | None = None) -> dpdata.System:
+    """A dpdata system in ``type_map`` order from per-atom ``names`` (cells, coords in Å; labels in eV, eV/Å).
+
+    Raises
+    ------
+    ValueError
+        for a name that is not in ``type_map``.
+    """
+    extra = sorted(set(names) - set(type_map))
+    if extra:
+        raise ValueError(f"atom kinds {extra} are not in type_map = {type_map}")
+    types = np.array([type_map.index(n) for n in names])
+    order = np.argsort(types, kind="stable")
+    data = {
+        "atom_names": list(type_map), "atom_numbs": [int((types == k).sum()) for k in range(len(type_map))],
+        "atom_types": types[order], "cells": np.asarray(cells, dtype=float),
+        "coords": np.asarray(coords, dtype=float)[:, order], "orig": np.zeros(3), "nopbc": False,
+    }
+    if labels is None:
+        return dpdata.System(data=data)
+    data.update({k: (v[:, order] if k == "forces" else v) for k, v in labels.items()})
+    return dpdata.LabeledSystem(data=data)
+
+
 @register
 class Cp2kStyle(FpStyle):
     """Label with CP2K: one ENERGY_FORCE run per frame, read back with dpdata ``cp2k/output``.
@@ -797,3 +925,255 @@ class Cp2kStyle(FpStyle):
             volume = abs(np.linalg.det(system["cells"][0]))
             system.data["virials"] = (stress * volume / gpa)[np.newaxis]
         return check_finite(system, task_dir)
+
+    # -- init_bulk (DP-GEN's stages 1 and 3): relaxation and AIMD --------------------
+    #
+    # The input is the single-point input of :meth:`write_inputs` (template, fp_params,
+    # user_fp_params, the frame), then the optional ``relax_incar`` / ``md_incar`` file
+    # (a CP2K input, e.g. ``&GLOBAL RUN_TYPE GEO_OPT`` or a ``&MOTION`` section) merged over
+    # it, then what the readers need: RUN_TYPE, ``MOTION/MD/STEPS``, ``PROJECT cp2k`` and
+    # the trajectory, force and cell files at every step.
+
+    def stage_fragment(self, key: str) -> InputSection | None:
+        """The parsed CP2K input named by ``relax_incar`` / ``md_incar``, or None when unset.
+
+        Raises
+        ------
+        ValueError
+            for a missing or unparsable file, or one that holds the structure (&CELL / &COORD).
+        """
+        value = self.param.get(key)
+        if not value:
+            return None
+        path = Path(value) if Path(value).is_absolute() else self.base_dir / value
+        if not path.is_file():
+            raise ValueError(f"{key} = {value!r}: no such file {str(path)!r} (with fp_style 'cp2k' it is an "
+                             "optional CP2K input merged over the relaxation / AIMD input)")
+        root = parse_cp2k_input(path.read_text(), str(path))
+        for sec in ("CELL", "COORD"):
+            if section_at(root, f"FORCE_EVAL/SUBSYS/{sec}") is not None:
+                raise ValueError(f"{key} = {value!r} holds FORCE_EVAL/SUBSYS/&{sec}: the structure comes from "
+                                 "init_bulk; remove that section")
+        return root
+
+    def _fragment_run_type(self, key: str, allowed: tuple[str, ...]) -> str | None:
+        frag = self.stage_fragment(key)
+        glob = section_at(frag, "GLOBAL") if frag is not None else None
+        run_type = keyword(glob, "RUN_TYPE") if glob is not None else None
+        if run_type is not None and run_type.upper() not in allowed:
+            raise ValueError(f"{key} = {self.param[key]!r} sets GLOBAL/RUN_TYPE {run_type}; allowed there: "
+                             f"{', '.join(allowed)} (or leave RUN_TYPE out)")
+        return run_type.upper() if run_type else None
+
+    def md_steps(self) -> int:
+        """MD steps of stage 3: ``MOTION/MD/STEPS`` when the inputs set it (it wins over
+        ``md_nstep``, with a warning, as VASP's NSW does in DP-GEN), else ``md_nstep``.
+
+        Raises
+        ------
+        ValueError
+            when neither gives a number of steps, or STEPS is not an integer.
+        """
+        root = self._base_tree()
+        frag = self.stage_fragment("md_incar")
+        if frag is not None:
+            merge_sections(root, frag)
+        md = section_at(root, "MOTION/MD")
+        given = keyword(md, "STEPS") if md is not None else None
+        nstep = self.param.get("md_nstep")
+        if given is None:
+            if nstep is None:
+                raise ValueError("md_nstep is missing: stage 3 (AIMD) needs the number of MD steps")
+            return int(nstep)
+        try:
+            steps = int(given)
+        except ValueError:
+            raise ValueError(f"MOTION/MD/STEPS = {given!r} in the CP2K input: not an integer") from None
+        if nstep is not None and steps != nstep:
+            log.warning("MOTION/MD/STEPS = %d in the CP2K input differs from md_nstep = %d: %d steps are run "
+                        "(the input wins, as NSW does in DP-GEN)", steps, nstep, steps)
+        return steps
+
+    def check_init_stages(self, stages: list[int]) -> None:
+        """Validate the keys of init_bulk's relaxation (1) and AIMD (3) stages among ``stages``.
+
+        Raises
+        ------
+        ValueError
+            naming the key, the value and what is allowed.
+        """
+        self.check()
+        if self.param.get("reuse_relax_chgcar"):
+            raise ValueError("reuse_relax_chgcar = true: a VASP option (CHGCAR of stage 1 to stage 3); "
+                             "fp_style 'cp2k' has no equivalent: remove it")
+        if 1 in stages:
+            self._fragment_run_type("relax_incar", RELAX_RUN_TYPES)
+        if 3 in stages:
+            self._fragment_run_type("md_incar", ("MD",))
+            steps = self.md_steps()
+            if steps < 0:
+                raise ValueError(f"md_nstep = {steps}: must be >= 0")
+
+    def _stage_input(self, frame: dpdata.System, task_dir: Path, key: str, run_type: str,
+                     forces: bool) -> InputSection:
+        """The single-point input of ``frame``, ``key``'s file merged over it, RUN_TYPE, project
+        and per-step prints set (written by the caller)."""
+        each = run_type
+        self.write_inputs(frame, task_dir)
+        path = Path(task_dir) / INPUT_FILE
+        root = parse_cp2k_input(path.read_text(), str(path))
+        frag = self.stage_fragment(key)
+        if frag is not None:
+            merge_sections(root, frag)
+        glob = root.get_subsection("GLOBAL")
+        set_keyword(glob, "RUN_TYPE", run_type)
+        delete(glob, "PROJECT_NAME", sections=False)
+        set_keyword(glob, "PROJECT", STAGE_PROJECT)
+        printing = root.get_subsection("MOTION/PRINT")
+        for name in ("TRAJECTORY", "CELL") + (("FORCES",) if forces else ()):
+            sec = subsection(printing, name)
+            sec.params = "ON"
+            delete(sec, "FILENAME")
+            if name != "CELL":
+                set_keyword(sec, "FORMAT", "XYZ")
+            set_keyword(sec, f"EACH/{each}", 1)
+        subsection(printing, "RESTART_HISTORY").params = "OFF"
+        if forces:  # the stress of every step is read from the output
+            set_keyword(root.get_subsection("FORCE_EVAL/PRINT/STRESS_TENSOR"), f"EACH/{each}", 1)
+        return root
+
+    def write_relax_inputs(self, frame: dpdata.System, task_dir: Path, relax_dir: Path | None = None) -> list[str]:
+        """Write the stage-1 relaxation of ``frame`` (one frame, Å): ``input.inp`` with RUN_TYPE
+        CELL_OPT (or GEO_OPT / CELL_OPT from ``relax_incar``).  Returns the files to forward."""
+        run_type = self._fragment_run_type("relax_incar", RELAX_RUN_TYPES) or "CELL_OPT"
+        root = self._stage_input(frame, task_dir, "relax_incar", run_type, forces=False)
+        (Path(task_dir) / INPUT_FILE).write_text(render_cp2k_input(root))
+        return [INPUT_FILE]
+
+    def write_md_inputs(self, frame: dpdata.System, task_dir: Path, relax_dir: Path | None = None) -> list[str]:
+        """Write the stage-3 AIMD from ``frame``: RUN_TYPE MD, :data:`MD_DEFAULTS` where unset,
+        ``STEPS`` = :meth:`md_steps`, positions, forces and cell at every step.  Returns the files to forward."""
+        root = self._stage_input(frame, task_dir, "md_incar", "MD", forces=True)
+        md = root.get_subsection("MOTION/MD")
+        for name, value in MD_DEFAULTS.items():
+            if keyword(md, name) is None:
+                set_keyword(md, name, value)
+        if keyword(md, "ENSEMBLE").upper() == "NVT" and subsection(md, "THERMOSTAT", create=False) is None:
+            merge_dict(md, {"THERMOSTAT": {"TYPE": "CSVR", "CSVR": {"TIMECON": 100.0}}}, "MD_DEFAULTS")
+        set_keyword(md, "STEPS", self.md_steps())
+        (Path(task_dir) / INPUT_FILE).write_text(render_cp2k_input(root))
+        return [INPUT_FILE]
+
+    def relax_backward_files(self) -> list[str]:
+        """Files a finished relaxation brings back."""
+        return [OUTPUT_FILE, f"{STAGE_PROJECT}-pos-1.xyz", f"{STAGE_PROJECT}-1.cell", f"{STAGE_PROJECT}-1.restart"]
+
+    def md_backward_files(self) -> list[str]:
+        """Files a finished AIMD brings back."""
+        return [OUTPUT_FILE, f"{STAGE_PROJECT}-pos-1.xyz", f"{STAGE_PROJECT}-frc-1.xyz", f"{STAGE_PROJECT}-1.cell"]
+
+    def _finished_output(self, task_dir: Path) -> str:
+        out = Path(task_dir) / OUTPUT_FILE
+        if not out.is_file():
+            raise FpTaskFailed(f"{task_dir}: no '{OUTPUT_FILE}' file (CP2K did not run; check the command)")
+        text = out.read_text(errors="replace")
+        if ABORT_MARKER in text:
+            raise FpTaskFailed(f"{task_dir}: CP2K aborted: {_abort_message(text)}")
+        if END_MARKER not in text:
+            raise FpTaskFailed(f"{task_dir}: CP2K did not finish ('{END_MARKER}' missing: killed or crashed)")
+        return text
+
+    def read_relaxed(self, task_dir: Path) -> dpdata.System:
+        """The last geometry of a finished relaxation (``cp2k-pos-1.xyz``, cell from ``cp2k-1.cell``
+        or, for GEO_OPT, the input), in ``type_map`` order.  An optimisation stopped at MAX_ITER
+        is used with a warning (DP-GEN takes VASP's CONTCAR likewise).
+
+        Raises
+        ------
+        FpTaskFailed
+            when CP2K did not run to its end or wrote no trajectory.
+        """
+        task_dir = Path(task_dir)
+        text = self._finished_output(task_dir)
+        if GEO_OPT_DONE not in text:
+            log.warning("%s: the CP2K optimisation did not converge within MAX_ITER; its last geometry is used",
+                        task_dir)
+        pos = task_dir / f"{STAGE_PROJECT}-pos-1.xyz"
+        frames = xyz_frames(pos) if pos.is_file() else []
+        if not frames:
+            raise FpTaskFailed(f"{task_dir}: no geometry in {pos.name} (MOTION/PRINT/TRAJECTORY off?)")
+        cells = cell_rows(task_dir / f"{STAGE_PROJECT}-1.cell")
+        cell = cells[max(cells)] if cells else _input_cell(task_dir / INPUT_FILE)
+        if cell is None:
+            raise FpTaskFailed(f"{task_dir}: no cell in {STAGE_PROJECT}-1.cell nor in {INPUT_FILE}")
+        _, names, coords = frames[-1]
+        try:
+            return labelled_frames(names, self.type_map, cell[None], coords[None])
+        except ValueError as err:
+            raise FpTaskFailed(f"{task_dir}: {err}") from None
+
+    def read_md(self, task_dir: Path, nsteps: int) -> dpdata.LabeledSystem:
+        """Every step of a finished AIMD: steps 0..``nsteps`` (``nsteps`` + 1 frames) from
+        ``cp2k-pos-1.xyz`` (Å), ``cp2k-frc-1.xyz`` (Hartree/Bohr -> eV/Å), ``cp2k-1.cell`` (Å),
+        and from the output each step's ``ENERGY| Total FORCE_EVAL`` (Hartree -> eV) and
+        ``STRESS| Analytical stress tensor [GPa]`` (virial = stress x volume, eV, as
+        :meth:`read_label`).  dpdata's ``cp2k/aimd_output`` cannot read CP2K 2023's output (it
+        looks for the pre-8 ``INITIAL POTENTIAL ENERGY`` / ``STRESS TENSOR`` layout), hence this
+        reader.  Steps whose SCF did not converge are left out, with a warning.
+
+        Raises
+        ------
+        FpTaskFailed
+            when CP2K did not finish, the files hold another number of steps, they disagree
+            with each other, no step converged, or a number is not finite.
+        """
+        task_dir = Path(task_dir)
+        text = self._finished_output(task_dir)
+        pos_file, frc_file = (task_dir / f"{STAGE_PROJECT}-{k}-1.xyz" for k in ("pos", "frc"))
+        pos = xyz_frames(pos_file) if pos_file.is_file() else []
+        frc = xyz_frames(frc_file) if frc_file.is_file() else []
+        n = len(pos)
+        if n != nsteps + 1 or len(frc) != n:
+            raise FpTaskFailed(f"{task_dir}: {n} positions and {len(frc)} force frames, expected md_nstep + 1 = "
+                               f"{nsteps + 1} (steps 0..{nsteps})")
+        energy_lines = list(_ENERGY_LINE.finditer(text))
+        stresses = stress_blocks_gpa(text)
+        if len(energy_lines) != n or len(stresses) != n:
+            raise FpTaskFailed(f"{task_dir}: {len(energy_lines)} energies and {len(stresses)} stress tensors in "
+                               f"{OUTPUT_FILE} for {n} MD steps")
+        starts = [0] + [m.end() for m in energy_lines[:-1]]
+        converged = [SCF_NOT_CONVERGED not in text[a:m.start()] for a, m in zip(starts, energy_lines)]
+        names = pos[0][1]
+        if any(p[1] != names or f[1] != names for p, f in zip(pos, frc)):
+            raise FpTaskFailed(f"{task_dir}: the atoms differ between the frames of {pos_file.name} / {frc_file.name}")
+        cells = cell_rows(task_dir / f"{STAGE_PROJECT}-1.cell")
+        steps = [p[0] for p in pos]
+        if cells and all(s in cells for s in steps):
+            cell = np.array([cells[s] for s in steps])
+        else:
+            fixed = _input_cell(task_dir / INPUT_FILE)
+            if fixed is None:
+                raise FpTaskFailed(f"{task_dir}: no cell for steps {steps} in {STAGE_PROJECT}-1.cell")
+            cell = np.repeat(fixed[None], n, axis=0)
+        keep = [i for i in range(n) if converged[i]]
+        if len(keep) < n:
+            log.warning("%s: SCF not converged at MD step(s) %s: left out", task_dir,
+                        [steps[i] for i in range(n) if not converged[i]])
+        if not keep:
+            raise FpTaskFailed(f"{task_dir}: the SCF converged at no MD step")
+        gpa = PressureConversion("eV/angstrom^3", "GPa").value()
+        volume = np.abs(np.linalg.det(cell))
+        labels = {
+            "energies": np.array([float(m.group(1)) for m in energy_lines]) * EnergyConversion("hartree", "eV").value(),
+            "forces": np.array([f[2] for f in frc]) * ForceConversion("hartree/bohr", "eV/angstrom").value(),
+            "virials": np.array(stresses) * volume[:, None, None] / gpa,
+        }
+        try:
+            system = labelled_frames(names, self.type_map, cell[keep], np.array([p[2] for p in pos])[keep],
+                                     {k: v[keep] for k, v in labels.items()})
+        except ValueError as err:
+            raise FpTaskFailed(f"{task_dir}: {err}") from None
+        for key in ("energies", "forces", "virials"):
+            if not np.all(np.isfinite(system[key])):
+                raise FpTaskFailed(f"{task_dir}: non-finite {key} in the output")
+        return system
