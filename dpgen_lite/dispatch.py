@@ -43,6 +43,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .record import atomic_write, read_json
+
 log = logging.getLogger("dpgen_lite")
 
 STAGES = ("train", "model_devi", "fp")
@@ -324,21 +326,6 @@ def _salvage(dpd, record: dict, wanted: set[str]) -> list[str]:
         _close(old)
 
 
-def _read_record(path: Path) -> dict | None:
-    """``submission.json`` of a step, or None."""
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _write_record(path: Path, record: dict) -> None:
-    """Write ``submission.json`` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def run_tasks(
     stage_conf: dict,
     work_dir: Path,
@@ -378,7 +365,7 @@ def run_tasks(
     fwd, bwd = list(forward_common_files), list(backward_common_files)
     interval = stage_conf.get("check_interval", 30)
     record_path = work_dir / work_base / RECORD
-    record = _read_record(record_path)
+    record = read_json(record_path)
     salvaged = set(record.get("salvaged", [])) if record else set()
 
     def build():
@@ -404,7 +391,7 @@ def run_tasks(
         sub = build()
     new_record = {"hash": sub.submission_hash if sub else None, "salvaged": sorted(salvaged),
                   "submission": sub.serialize() if sub else None}
-    _write_record(record_path, new_record)
+    atomic_write(record_path, json.dumps(new_record, indent=1, default=str))
     if sub is None:
         return
     log.info("%s: %d task(s) in %d job(s), submission %s", work_base, len(sub.belonging_tasks),

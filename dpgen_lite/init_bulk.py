@@ -59,6 +59,7 @@ from .dispatch import TaskFailures, TaskSpec, run_tasks
 from .label.base import FpTaskFailed, get_style
 from .label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
 from .params import ParamError, arg
+from .record import atomic_write, read_json
 
 CELL_TYPES = ("fcc", "bcc", "hcp", "sc", "diamond")
 MADE = "tasks.made"
@@ -233,9 +234,9 @@ def _check_staged(p: dict, base_dir: Path) -> None:
     except KeyError as err:
         raise ParamError(str(err.args[0])) from None
     out = base_dir / dpgen_out_dir_name(p)
-    relax_done = bool((_record(out / PLACE / RELAX_REC) or {}).get("done"))
-    pert_done = bool((_record(out / SCALE_PERT / PERT_REC) or {}).get("done"))
-    md_ran = bool((_record(out / MD / MD_REC) or {}).get("ran"))
+    relax_done = bool((read_json(out / PLACE / RELAX_REC) or {}).get("done"))
+    pert_done = bool((read_json(out / SCALE_PERT / PERT_REC) or {}).get("done"))
+    md_ran = bool((read_json(out / MD / MD_REC) or {}).get("ran"))
     aimd = [s for s in (1, 3) if s in stages]
     if aimd and not can_relax_md(cls):
         key = "fp_style" if p["fp_style"] else "init_fp_style"
@@ -275,7 +276,7 @@ def _check_staged(p: dict, base_dir: Path) -> None:
     fixed = _fingerprints(p, name)
     for folder, rec, want in ((PLACE, PLACE_REC, fixed["place"]), (PLACE, RELAX_REC, fixed["relax"]),
                               (SCALE_PERT, PERT_REC, fixed["pert"]), (MD, MD_REC, fixed["md"])):
-        old = _record(out / folder / rec)
+        old = read_json(out / folder / rec)
         if old is not None:
             changed = {k: (old.get(k), v) for k, v in want.items() if old.get(k) != v}
             _require(not changed, f"{out / folder} was made with other values: "
@@ -486,18 +487,18 @@ def read_structure(path: Path, elements: list[str], fmt: str = "vasp/poscar") ->
     return _in_order(system, elements)
 
 
-def _record(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
 def _write_record(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=1))
+
+
+def _pending(path: Path, what: str) -> dict | None:
+    """The record of a stage at ``path`` ({} when none), or None when the stage finished before."""
+    rec = read_json(path) or {}
+    if rec.get("done"):
+        log.info("init_bulk: %s finished before: skipped", what)
+        return None
+    return rec
 
 
 def _fingerprints(p: dict, style: str) -> dict[str, dict]:
@@ -515,7 +516,7 @@ def place_elements(p: dict, base_dir: Path, out: Path) -> dict[str, dpdata.Syste
     """``00.place_ele``: the supercell and one ``sys-*/POSCAR`` per system (made once)."""
     folder = out / PLACE
     elements = p["elements"]
-    if (_record(folder / PLACE_REC) or {}).get("done"):
+    if (read_json(folder / PLACE_REC) or {}).get("done"):
         return {d.name: read_structure(d / "POSCAR", elements) for d in sorted(folder.glob("sys-*"))}
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(p["random_seed"])
@@ -576,9 +577,8 @@ def _run(ctx: Context, style, folder: Path, tasks: dict[str, list[str]], backwar
 def stage_relax(ctx: Context, style, p: dict, out: Path, systems: dict[str, dpdata.System]) -> None:
     """Stage 1: relax every ``00.place_ele/sys-*`` and leave its ``CONTCAR``."""
     folder = out / PLACE
-    rec = _record(folder / RELAX_REC) or {}
-    if rec.get("done"):
-        log.info("init_bulk: stage 1 (relax) finished before: skipped")
+    rec = _pending(folder / RELAX_REC, "stage 1 (relax)")
+    if rec is None:
         return
     if not rec.get("tasks"):
         tasks = {name: style.write_relax_inputs(system, folder / name) for name, system in sorted(systems.items())}
@@ -604,7 +604,7 @@ def stage_relax(ctx: Context, style, p: dict, out: Path, systems: dict[str, dpda
 def stage_scale_perturb(p: dict, out: Path) -> None:
     """Stage 2: ``01.scale_pert/sys-*/scale-<s>/<k>/POSCAR`` from the (relaxed) systems."""
     folder = out / SCALE_PERT
-    if (_record(folder / PERT_REC) or {}).get("done"):
+    if (read_json(folder / PERT_REC) or {}).get("done"):
         log.info("init_bulk: stage 2 (scale and perturb) finished before: skipped")
         return
     elements = p["elements"]
@@ -650,9 +650,8 @@ def _frame_dirs(p: dict, root: Path) -> list[Path]:
 def stage_md(ctx: Context, style, p: dict, out: Path) -> None:
     """Stage 3: an AIMD task in ``02.md/sys-*/scale-<s>/<k>`` from each frame of stage 2."""
     folder = out / MD
-    rec = _record(folder / MD_REC) or {}
-    if rec.get("done"):
-        log.info("init_bulk: stage 3 (AIMD) finished before: skipped")
+    rec = _pending(folder / MD_REC, "stage 3 (AIMD)")
+    if rec is None:
         return
     if not rec.get("tasks"):
         nsteps = style.md_steps()
@@ -692,7 +691,7 @@ def _joined(frames: list[dpdata.LabeledSystem], where: str) -> dpdata.LabeledSys
 
 def stage_collect(style, p: dict, out: Path) -> list[Path]:
     """Stage 4 after AIMD: ``02.md/sys-*/deepmd`` from every valid AIMD task, at most ``coll_ndata`` frames."""
-    rec = _record(out / MD / MD_REC) or {}
+    rec = read_json(out / MD / MD_REC) or {}
     nsteps = rec.get("nsteps")
     if nsteps is None:
         raise RuntimeError(f"init_bulk stage 4: {out / MD / MD_REC} missing: run stage 3 first")
@@ -769,7 +768,7 @@ def _init_bulk_stages(p: dict, mdata: dict, base_dir: Path) -> list[Path]:
             stage_scale_perturb(p, out)
         elif stage == 3:
             stage_md(ctx, style, p, out)
-        elif (_record(out / MD / MD_REC) or {}).get("ran"):
+        elif (read_json(out / MD / MD_REC) or {}).get("ran"):
             written = stage_collect(style, p, out)
         else:
             written = stage_label(ctx, style, p, out)

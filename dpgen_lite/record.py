@@ -8,6 +8,7 @@ unrecorded step.  A torn last line (killed mid-write) is ignored.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def append_record(work_dir: Path, iteration: int, step: int) -> None:
         fh.write(f"{iteration} {step}\n".encode())
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON record at ``path``, or None when it is missing or half-written."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -395,22 +395,59 @@ def _abort_message(text: str) -> str:
     return " ".join(msg) or "(no message)"
 
 
-def _stress_gpa(text: str) -> np.ndarray | None:
-    """The last ``STRESS| Analytical/Numerical stress tensor [GPa]`` block of CP2K >= 8, (3, 3) GPa."""
-    lines = text.splitlines()
-    heads = [
-        i for i, ln in enumerate(lines)
-        if re.match(r"^\s*STRESS\|\s+(Analytical|Numerical) stress tensor \[GPa\]", ln)
-    ]
-    if not heads:
-        return None
+def _output_text(task_dir: Path) -> str:
+    """The CP2K ``output`` of a task.
+
+    Raises
+    ------
+    FpTaskFailed
+        when it is missing or CP2K aborted (the abort message quoted).
+    """
+    out = Path(task_dir) / OUTPUT_FILE
+    if not out.is_file():
+        raise FpTaskFailed(f"{task_dir}: no '{OUTPUT_FILE}' file (CP2K did not run; check the command)")
+    text = out.read_text(errors="replace")
+    if ABORT_MARKER in text:
+        raise FpTaskFailed(f"{task_dir}: CP2K aborted: {_abort_message(text)}")
+    return text
+
+
+def _require_end(task_dir: Path, text: str) -> None:
+    """Raise FpTaskFailed unless the output reached CP2K's end line."""
+    if END_MARKER not in text:
+        raise FpTaskFailed(f"{task_dir}: CP2K did not finish ('{END_MARKER}' missing: killed or crashed)")
+
+
+_STRESS_HEAD = re.compile(r"^\s*STRESS\|\s+(Analytical|Numerical) stress tensor \[GPa\]")
+
+
+def _stress_block(lines: list[str], head: int) -> np.ndarray | None:
+    """The (3, 3) GPa tensor printed under the ``STRESS|`` header at line ``head``, or None if malformed."""
     rows = []
-    for ln in lines[heads[-1] + 2 : heads[-1] + 5]:
+    for ln in lines[head + 2 : head + 5]:
         parts = ln.split()
         if len(parts) != 5 or parts[0] != "STRESS|" or parts[1] not in ("x", "y", "z"):
             return None
         rows.append([float(v) for v in parts[2:5]])
-    return np.array(rows)
+    return np.array(rows) if len(rows) == 3 else None
+
+
+def _stress_heads(lines: list[str]) -> list[int]:
+    return [i for i, ln in enumerate(lines) if _STRESS_HEAD.match(ln)]
+
+
+def _stress_gpa(text: str) -> np.ndarray | None:
+    """The last ``STRESS| Analytical/Numerical stress tensor [GPa]`` block of CP2K >= 8, (3, 3) GPa."""
+    lines = text.splitlines()
+    heads = _stress_heads(lines)
+    return _stress_block(lines, heads[-1]) if heads else None
+
+
+def stress_blocks_gpa(text: str) -> list[np.ndarray]:
+    """Every well-formed ``STRESS| Analytical/Numerical stress tensor [GPa]`` block of a CP2K >= 8
+    output, (3, 3) GPa each, in output order."""
+    lines = text.splitlines()
+    return [b for b in (_stress_block(lines, i) for i in _stress_heads(lines)) if b is not None]
 
 
 def _smearing_on(scf: InputSection) -> bool:
@@ -540,18 +577,6 @@ def cell_rows(path: Path) -> dict[int, np.ndarray]:
         parts = line.split()
         if len(parts) >= 11 and not line.lstrip().startswith("#"):
             out[int(parts[0])] = np.array([float(v) for v in parts[2:11]]).reshape(3, 3)
-    return out
-
-
-def stress_blocks_gpa(text: str) -> list[np.ndarray]:
-    """Every ``STRESS| Analytical/Numerical stress tensor [GPa]`` block of a CP2K >= 8 output, (3, 3) GPa."""
-    lines = text.splitlines()
-    out = []
-    for i, ln in enumerate(lines):
-        if re.match(r"^\s*STRESS\|\s+(Analytical|Numerical) stress tensor \[GPa\]", ln):
-            rows = [ln2.split() for ln2 in lines[i + 2:i + 5]]
-            if len(rows) == 3 and all(len(r) == 5 and r[0] == "STRESS|" for r in rows):
-                out.append(np.array([[float(v) for v in r[2:5]] for r in rows]))
     return out
 
 
@@ -888,23 +913,17 @@ class Cp2kStyle(FpStyle):
             the input's, there is no stress tensor, or a number is not finite.
         """
         task_dir = Path(task_dir)
-        out = task_dir / OUTPUT_FILE
-        if not out.is_file():
-            raise FpTaskFailed(f"{task_dir}: no '{OUTPUT_FILE}' file (CP2K did not run; check the command)")
-        text = out.read_text(errors="replace")
-        if ABORT_MARKER in text:
-            raise FpTaskFailed(f"{task_dir}: CP2K aborted: {_abort_message(text)}")
+        text = _output_text(task_dir)
         if SCF_NOT_CONVERGED in text:
             raise FpTaskFailed(
                 f"{task_dir}: CP2K printed '{SCF_NOT_CONVERGED}' (raise MAX_SCF, lower the mixing "
                 "ALPHA or add smearing)"
             )
-        if END_MARKER not in text:
-            raise FpTaskFailed(f"{task_dir}: CP2K did not finish ('{END_MARKER}' missing: killed or crashed)")
+        _require_end(task_dir, text)
         if SCF_CONVERGED not in text:
             raise FpTaskFailed(f"{task_dir}: no '{SCF_CONVERGED}' in the output")
         try:
-            system = dpdata.LabeledSystem(str(out), fmt="cp2k/output", type_map=self.type_map)
+            system = dpdata.LabeledSystem(str(task_dir / OUTPUT_FILE), fmt="cp2k/output", type_map=self.type_map)
         except Exception as err:  # dpdata raises many kinds here
             raise FpTaskFailed(f"{task_dir}: dpdata cannot read {OUTPUT_FILE}: {err!r}") from err
         cell = _input_cell(task_dir / INPUT_FILE)
@@ -1073,14 +1092,8 @@ class Cp2kStyle(FpStyle):
         return [OUTPUT_FILE, f"{STAGE_PROJECT}-pos-1.xyz", f"{STAGE_PROJECT}-frc-1.xyz", f"{STAGE_PROJECT}-1.cell"]
 
     def _finished_output(self, task_dir: Path) -> str:
-        out = Path(task_dir) / OUTPUT_FILE
-        if not out.is_file():
-            raise FpTaskFailed(f"{task_dir}: no '{OUTPUT_FILE}' file (CP2K did not run; check the command)")
-        text = out.read_text(errors="replace")
-        if ABORT_MARKER in text:
-            raise FpTaskFailed(f"{task_dir}: CP2K aborted: {_abort_message(text)}")
-        if END_MARKER not in text:
-            raise FpTaskFailed(f"{task_dir}: CP2K did not finish ('{END_MARKER}' missing: killed or crashed)")
+        text = _output_text(task_dir)
+        _require_end(task_dir, text)
         return text
 
     def read_relaxed(self, task_dir: Path) -> dpdata.System:
