@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .context import Context, log
+from .label.base import get_style
 from .params import ParamError, load_file
 from .record import STEP_NAMES, next_step
 from .schema import validate_init_bulk, validate_machine, validate_run
@@ -66,6 +67,12 @@ def load_inputs(kind: str, param_path: str, machine_path: str | None, work_dir: 
         notes += found
     except ParamError as err:
         problems.append(str(err))
+    if param is not None and mdata is not None and param.get("fp_style"):
+        try:  # a style without a default command (custom) needs machine.json's fp.command
+            if not (mdata.get("fp") or {}).get("command"):
+                get_style(param["fp_style"])(param, work_dir).default_command()
+        except ParamError as err:
+            problems.append(str(err))
     if problems:
         raise ParamError("\n".join(problems))
     return param, mdata, notes

@@ -170,3 +170,22 @@ def test_quickstart_iteration_labels_with_a_custom_command(cu_run, monkeypatch):
         assert data["energies"][k] == pytest.approx(energy, abs=1e-6)
         np.testing.assert_allclose(data["forces"][k], forces, atol=1e-6)
         np.testing.assert_allclose(data["virials"][k], virial, atol=1e-5)
+
+
+def test_no_command_is_refused_before_any_work(cu_run, capsys):
+    """`dpgen run` with fp_style custom and no machine.json: refused at start, nothing written."""
+    import os
+
+    from dpgen_lite.cli import main
+    from tests.conftest import write_param
+    folder, param = cu_run
+    param.update(fp_style="custom", fp_params=FP_PARAMS)
+    write_param(folder, param)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert main(["run", "param.json"]) == 2
+    finally:
+        os.chdir(cwd)
+    assert "set fp.command in machine.json" in capsys.readouterr().err
+    assert not (folder / "record.dpgen").exists() and not list(folder.glob("iter.*"))
