@@ -10,7 +10,7 @@ from pathlib import Path
 from .context import Context, log
 from .label.base import get_style
 from .params import ParamError, load_file
-from .record import STEP_NAMES, next_step
+from .record import next_step, truncate_record
 from .schema import validate_init_bulk, validate_machine, validate_run
 
 
@@ -135,9 +135,32 @@ def cmd_check(args) -> None:
 
 
 def cmd_status(args) -> None:
+    from .scheduler import ALL_STEP_NAMES
     work_dir = Path(args.work_dir)
     iteration, step = next_step(work_dir)
-    print(f"next: iteration {iteration} step {step} ({STEP_NAMES[step]})")
+    name = ALL_STEP_NAMES[step] if step < len(ALL_STEP_NAMES) else "publish (every step done)"
+    print(f"next: iteration {iteration} step {step} ({name})")
+
+
+def cmd_redo(args) -> None:
+    """Delete the record lines from ``ITER STEP`` on, as a user redoing it by hand does; say
+    what the next ``dpgen run`` removes before it redoes them."""
+    from .scheduler import ALL_STEP_NAMES
+    from .state import check_redo, stale
+    work_dir = Path(args.work_dir)
+    check_redo(work_dir, args.iteration, args.step)
+    try:
+        removed = truncate_record(work_dir, args.iteration, args.step)
+    except ValueError as err:
+        raise ParamError(str(err)) from None
+    print(f"record.dpgen: removed {len(removed)} line(s), '{removed[0][0]} {removed[0][1]}' to "
+          f"'{removed[-1][0]} {removed[-1][1]}'")
+    for item in stale(work_dir, args.iteration, args.step):
+        what = " (but the selection files)" if item.keep else ""
+        print(f"dpgen run will remove {item.path.relative_to(work_dir)}{what}"
+              f"{', cancelling its jobs and removing its remote folder' if item.stage and item.path.is_dir() else ''}")
+    print(f"dpgen run redoes iteration {args.iteration} from step {args.step} ({ALL_STEP_NAMES[args.step]}) "
+          "with the current param.json and machine.json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="where a run stands")
     p.add_argument("work_dir", nargs="?", default=".")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("redo", help="redo a run from ITER STEP on (as deleting those lines of record.dpgen)")
+    p.add_argument("iteration", type=int, help="iteration (ITER of iter.ITER)")
+    p.add_argument("step", type=int, help="step: 0-8 of the loop (DP-GEN's numbers), 9-16 of the final stage")
+    p.add_argument("work_dir", nargs="?", default=".")
+    p.set_defaults(func=cmd_redo)
     from .autotest.cli import add_parser as add_autotest
     add_autotest(sub)
     args = parser.parse_args(argv)

@@ -17,6 +17,20 @@ into the step's folder (the hash and the submission's static description).  A re
   downloaded and listed as ``salvaged``, and only the other tasks are submitted with
   the new settings.  Finished work is never lost nor run twice.
 
+Redo
+----
+:func:`discard` forgets the submission recorded in a step's folder before that step is
+made again: its unfinished jobs are cancelled, its remote folder is removed through
+dpdispatcher and dpdispatcher's state files (job ids, finished tags, ``<hash>.json``)
+are deleted, so the next run of the step runs every task anew.
+
+Secrets
+-------
+No password, key passphrase or one-time-password secret of ``remote_profile`` is written
+to disk: they are removed from every serialisation of a submission (``submission.json``,
+dpdispatcher's ``<hash>.json`` and its failure records), so the hash does not depend on
+them either; a recorded submission is rebuilt with the secrets of the current ``machine.json``.
+
 Failures
 --------
 A job that fails is resubmitted up to the machine's ``retry_count``; then it is recorded
@@ -57,6 +71,8 @@ RECORD = "submission.json"
 QUERY_ATTEMPTS = 6
 #: longest pause between two attempts, s
 MAX_BACKOFF = 300.0
+#: ``remote_profile`` keys never written to disk (dpdispatcher's SSH and Bohrium contexts)
+SECRET_KEYS = ("password", "passphrase", "totp_secret", "access_key")
 
 
 def default_stage(stage: str) -> dict:
@@ -197,12 +213,37 @@ def _submission_class(dpd):
             if self.progress is not None:
                 self.progress.update(self)
 
+        def serialize(self, if_static: bool = False) -> dict:
+            """dpdispatcher's serialisation without the secrets of ``remote_profile``."""
+            out = super().serialize(if_static=if_static)
+            out["machine"] = _without_secrets(out["machine"])
+            return out
+
         def download_jobs(self, include_failed: bool = False) -> None:
             """dpdispatcher's download, after :func:`_dereference_links` on a LocalContext."""
             _dereference_links(self)
             super().download_jobs(include_failed=include_failed)
 
     return TrackedSubmission
+
+
+def _without_secrets(machine: dict) -> dict:
+    """``machine`` (a serialised dpdispatcher Machine) without :data:`SECRET_KEYS` in its ``remote_profile``."""
+    profile = machine.get("remote_profile")
+    if not profile:
+        return machine
+    return {**machine, "remote_profile": {k: v for k, v in profile.items() if k not in SECRET_KEYS}}
+
+
+def _recorded(dpd, record: dict, mconf: dict):
+    """The submission of a ``submission.json`` record, its machine given the secrets of
+    ``mconf`` (the current ``machine.json``), which are never recorded."""
+    data = copy.deepcopy(record["submission"])
+    profile = data["machine"].get("remote_profile")
+    if profile is not None:
+        profile.update({k: v for k, v in (mconf.get("remote_profile") or {}).items()
+                        if k in SECRET_KEYS and k not in profile})
+    return _submission_class(dpd).deserialize(data)
 
 
 def _dereference_links(sub) -> None:
@@ -302,20 +343,29 @@ def _close(sub) -> None:
         close()
 
 
-def _salvage(dpd, record: dict, wanted: set[str]) -> list[str]:
+def _cancel_unfinished(sub) -> None:
+    """Cancel every submitted job of ``sub`` not known to be finished (one already gone is
+    only logged)."""
+    from dpdispatcher.utils.job_status import JobStatus as S
+    for job in sub.belonging_jobs:
+        if job.job_state != S.finished and str(job.job_id):
+            try:
+                sub.machine.kill(job)
+            except Exception as err:  # the scheduler no longer knows it
+                log.info("%s: job %s not cancelled (%s)", sub.work_base, job.job_id, err)
+
+
+def _salvage(dpd, record: dict, wanted: set[str], mconf: dict) -> list[str]:
     """Bring back what the previous submission (``record``) finished, on its own machine.
 
     Its unfinished jobs are cancelled; the results of its finished tasks whose folder is
     in ``wanted`` are downloaded.  Returns those task folders.
     """
-    from dpdispatcher.utils.job_status import JobStatus as S
-    old = _submission_class(dpd).deserialize(record["submission"])
+    old = _recorded(dpd, record, mconf)
     try:
         _attach(old, retry_failed=False)
         ctx = old.machine.context
-        for job in old.belonging_jobs:
-            if job.job_state != S.finished and str(job.job_id):
-                old.machine.kill(job)
+        _cancel_unfinished(old)
         done = [t for t in old.belonging_tasks if t.task_work_path in wanted and t.has_finished_tag(ctx)]
         old.belonging_tasks, old.backward_common_files = done, []
         if done:
@@ -380,7 +430,7 @@ def run_tasks(
         log.warning("%s: the submission changed since the last run (machine.json edited?): recovering "
                     "the finished tasks of the previous one", work_base)
         try:
-            got = _salvage(dpd, record, {t.path for t in tasks} - salvaged)
+            got = _salvage(dpd, record, {t.path for t in tasks} - salvaged, mconf)
         except Exception as err:
             raise RuntimeError(
                 f"{work_base}: cannot recover the previous submission recorded in {record_path} "
@@ -437,6 +487,53 @@ def _run(sub, build, interval: float, progress: Progress, continue_on_failure: b
                 sub = build()
     finally:
         _close(sub)
+
+
+def discard(stage_conf: dict, work_dir: Path, work_base: str) -> bool:
+    """Forget the submission recorded in ``work_dir/work_base`` before its step is made again.
+
+    Its unfinished jobs are cancelled, its remote folder is removed (dpdispatcher's
+    ``context.clean``), and dpdispatcher's state files of its jobs and tasks (job ids,
+    finished tags, ``<hash>.json``) are deleted from the local folder, as is
+    ``submission.json``.  Returns whether a submission was recorded.
+
+    Raises
+    ------
+    RuntimeError
+        when the recorded submission's machine cannot be reached (its remote folder would
+        otherwise hand back the old results): the message says how to go on.
+    """
+    base = Path(work_dir) / work_base
+    record_path = base / RECORD
+    record = read_json(record_path)
+    if not record or not record.get("submission"):
+        record_path.unlink(missing_ok=True)
+        return False
+    dpd = _import_dpdispatcher()
+    mconf, _ = _configs(stage_conf, Path(work_dir), 1)
+    try:
+        old = _recorded(dpd, record, mconf)
+        try:
+            _attach(old, retry_failed=False)
+            _cancel_unfinished(old)
+            old.machine.context.clean()
+        finally:
+            _close(old)
+    except Exception as err:
+        raise RuntimeError(
+            f"{work_base}: cannot clear the previous submission recorded in {record_path} "
+            f"({type(err).__name__}: {err}); its remote folder would hand back the old results. Make its "
+            f"machine reachable and rerun, or remove that folder by hand and delete {record_path}.") from err
+    stale = [base / f"{old.submission_hash}.json"]
+    for job in old.belonging_jobs:
+        stale += base.glob(f"{job.job_hash}*")
+        for task in job.job_task_list:
+            stale += (base / task.task_work_path).glob(f"{task.task_hash}*")
+    for f in stale:
+        f.unlink(missing_ok=True)
+    record_path.unlink()
+    log.info("%s: previous submission %s discarded", work_base, old.submission_hash[:12])
+    return True
 
 
 def executable(name: str) -> str:

@@ -80,3 +80,20 @@ def atomic_write(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def truncate_record(work_dir: Path, iteration: int, step: int) -> list[tuple[int, int]]:
+    """Remove ``(iteration, step)`` and every line after it from ``record.dpgen`` (atomically),
+    as a user redoing a step deletes them by hand; return the removed pairs.
+
+    Raises
+    ------
+    ValueError
+        if ``(iteration, step)`` is not recorded.
+    """
+    done = read_record(work_dir)
+    if (iteration, step) not in done:
+        raise ValueError(f"iteration {iteration} step {step} is not in {Path(work_dir) / RECORD}: nothing to redo")
+    k = done.index((iteration, step))
+    atomic_write(Path(work_dir) / RECORD, "".join(f"{i} {s}\n" for i, s in done[:k]))
+    return done[k:]

@@ -15,6 +15,11 @@ With a ``final_training`` section, steps 9-16 of :mod:`.train.final` follow (lon
 training, compression, specialisation, model test), recorded under the loop's last
 iteration.  At the end the result lands in ``models/`` with ``manifest.json``, and
 ``dpgen.log`` says why the loop ended.
+
+A run resumes at the first step not in ``record.dpgen``; what steps that are not recorded
+wrote before (a crash, or lines deleted by hand or by ``dpgen redo`` to redo them with new
+settings) is removed first (:mod:`.state`), so the rerun gives what a run with the new
+settings from that step on would have given.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .context import Context, log
 from .explore.stage import make_model_devi, run_model_devi
 from .label.stage import make_fp, post_fp, run_fp
 from .record import STEP_NAMES, append_record, atomic_write, next_step, read_record
+from .state import MANIFEST, MODELS, check_redo, forget, last_recorded, stale
 from .select.stage import load_selection, select
 from .train.final import FINAL, FINAL_STEP_NAMES, FINAL_STEPS, TEST_REPORT, final_models
 from .train.stage import graphs, make_train, post_train, run_train
@@ -39,7 +45,6 @@ STEPS: tuple[Callable[[Context, int], object], ...] = (
 )
 FIRST_FINAL_STEP = len(STEPS)
 ALL_STEP_NAMES = STEP_NAMES + FINAL_STEP_NAMES
-MODELS = "models"
 
 
 def conditions(job: dict) -> set[tuple]:
@@ -73,7 +78,8 @@ def publish(ctx: Context, iteration: int, reason: str) -> None:
     out = ctx.work_dir / MODELS
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    manifest = {"loop": {"iteration": iteration, "stop_reason": reason,
+    manifest = {"record": last_recorded(ctx.work_dir),
+                "loop": {"iteration": iteration, "stop_reason": reason,
                          "models": [g.name for g in graphs(ctx, iteration)]}, "final": {}}
     for g in graphs(ctx, iteration):
         shutil.copy(g.resolve(), out / g.name)
@@ -89,7 +95,7 @@ def publish(ctx: Context, iteration: int, reason: str) -> None:
                 "test": {k: v for k, v in tests[name].items() if k != "file"},
             }
         manifest["loop"]["test"] = {k: v for k, v in tests["loop"].items() if k != "file"}
-    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
+    atomic_write(out / MANIFEST, json.dumps(manifest, indent=1))
     log.info("finished: %s; models in %s/ (manifest.json)", reason, MODELS)
 
 
@@ -99,6 +105,8 @@ def run_loop(ctx: Context) -> str:
     if (iteration, step) != (0, 0):
         log.info("resuming at iteration %d step %d (%s)", iteration, step, ALL_STEP_NAMES[step]
                  if step < len(ALL_STEP_NAMES) else "publish")
+    check_redo(ctx.work_dir, iteration, step)
+    forget(ctx, stale(ctx.work_dir, iteration, step))
     while step < FIRST_FINAL_STEP:
         reason = stop_reason(ctx, iteration, step)
         if reason is not None:

@@ -1,16 +1,22 @@
-"""An ASE calculator for tests: EMT that crashes (raises) on small cells, like a DFT code dying."""
+"""An ASE calculator for tests: EMT that crashes (raises) like a DFT code dying."""
+
+from pathlib import Path
 
 from ase.calculators.emt import EMT
 
 
 class CrashingEMT(EMT):
-    """EMT, but raises RuntimeError when the cell volume is below ``min_volume`` (Å^3)."""
+    """EMT, but raises RuntimeError when the cell volume is below ``min_volume`` (Å^3) or
+    when it runs in a folder named in ``crash_in`` (an fp task's folder)."""
 
-    def __init__(self, min_volume: float, **kwargs):
+    def __init__(self, min_volume: float = 0.0, crash_in: list[str] = (), **kwargs):
         super().__init__(**kwargs)
         self.min_volume = min_volume
+        self.crash_in = set(crash_in)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
         if atoms is not None and atoms.get_volume() < self.min_volume:
             raise RuntimeError(f"cell volume {atoms.get_volume():.1f} Å^3 < {self.min_volume}: SCF diverged")
+        if Path.cwd().name in self.crash_in:
+            raise RuntimeError(f"{Path.cwd().name}: the licence server is down")
         super().calculate(atoms, properties, system_changes)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import dpdata
 import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
-from ..dispatch import TaskFailures, TaskSpec, run_tasks
+from ..dispatch import TaskFailures, TaskSpec, discard, run_tasks
 from ..explore.lammps import TRAJ_FILE
-from ..record import atomic_write
+from ..record import atomic_write, read_json
 from ..select.stage import load_selection
 from .bad_box import is_bad_box, parse_skip_bad_box
 from .base import FpStyle, FpTaskFailed, get_style
@@ -37,28 +38,36 @@ def fp_style(param: dict, base_dir: Path) -> FpStyle:
     return get_style(param["fp_style"])(param, base_dir)
 
 
-def write_fp_tasks(style: FpStyle, frames: list[tuple[int, dpdata.System, dict]], work: Path) -> None:
+def write_fp_tasks(style: FpStyle, frames: list[tuple[int, dpdata.System, dict]], work: Path,
+                   only: set[str] | None = None) -> None:
     """Write one task folder per frame: ``frames`` are ``(sys_idx, one-frame System, source)``.
 
     Each folder gets the style's inputs and ``fp_task.json`` (source and forward files).
+    With ``only``, just the tasks of those names are (re)written.
     """
     counters: dict[int, int] = defaultdict(int)
     for sys_idx, frame, source in frames:
         task = work / f"task.{sys_idx:03d}.{counters[sys_idx]:06d}"
         counters[sys_idx] += 1
+        if only is not None and task.name not in only:
+            continue
+        shutil.rmtree(task, ignore_errors=True)
         task.mkdir(parents=True)
         files = style.write_inputs(frame, task)
         (task / TASK_FILE).write_text(json.dumps({"sys_idx": sys_idx, "source": source, "forward_files": files}))
 
 
-def run_fp_tasks(ctx: Context, work_base: str) -> None:
-    """Run every fp task under ``work_base`` through dpdispatcher; a task that fails after
-    every retry is left for :func:`collect_labels` to report, not raised."""
+def run_fp_tasks(ctx: Context, work_base: str, only: set[str] | None = None) -> None:
+    """Run every fp task under ``work_base`` (with ``only``, those of these names) through
+    dpdispatcher; a task that fails after every retry is left for :func:`collect_labels`
+    to report, not raised."""
     style = fp_style(ctx.param, ctx.work_dir)
     conf = ctx.stage_conf("fp")
     command = conf["command"] or style.default_command()
     tasks = []
     for task in sorted((ctx.work_dir / work_base).glob("task.*")):
+        if only is not None and task.name not in only:
+            continue
         meta = json.loads((task / TASK_FILE).read_text())
         # the stage's user_forward_files / user_backward_files are added by run_tasks
         tasks.append(TaskSpec(path=task.name, command=command, forward_files=meta["forward_files"],
@@ -104,15 +113,17 @@ def collect_labels(style: FpStyle, work: Path, ratio_failed: float, holdout_rati
         "tasks": len(tasks), "labelled": sum(len(v) for v in labelled.values()), "held_out": n_held,
         "failed": failed, "failed_ratio": len(failed) / len(tasks) if tasks else 0.0,
     }
+    report["stopped"] = report["failed_ratio"] > ratio_failed
     atomic_write(work / REPORT, json.dumps(report, indent=1))
     for f in failed:
         log.warning("fp task failed: %s: %s", f["task"], f["reason"])
     log.info("%s: %d of %d fp tasks labelled, %d failed", work.name, report["labelled"], len(tasks), len(failed))
-    if report["failed_ratio"] > ratio_failed:
+    if report["stopped"]:
         raise TooManyFailedFpTasks(
             f"{len(failed)} of {len(tasks)} fp tasks failed ({report['failed_ratio']:.0%} > ratio_failed = "
-            f"{ratio_failed}); see {work / REPORT} for each reason. To go on without them, raise "
-            "ratio_failed and rerun `dpgen run`: the labelled tasks are kept.")
+            f"{ratio_failed}); see {work / REPORT} for each reason. Fix the cause and rerun `dpgen run`: "
+            "only the failed tasks are made and run again, the labelled ones are kept. To go on without "
+            "them instead, raise ratio_failed above the failed share and rerun.")
     return report
 
 
@@ -124,14 +135,17 @@ def write_deepmd(frames: list[dpdata.LabeledSystem], path: Path, type_map: list[
     (groups[0] if len(groups) == 1 else data).to("deepmd/npy", str(path))
 
 
-def make_fp(ctx: Context, iteration: int) -> None:
-    """Write an fp task for every chosen candidate of ``selection.json``; with
-    ``fp_skip_bad_box``, candidates whose box degenerated are skipped (counted in the log)."""
+def candidate_frames(ctx: Context, iteration: int) -> tuple[list[tuple[int, dpdata.System, dict]], int]:
+    """The chosen candidates of ``selection.json`` as ``(sys_idx, one-frame System, source)``,
+    in task order; with ``fp_skip_bad_box``, those whose box degenerated are left out
+    (their number is returned too).
+
+    Raises
+    ------
+    FileNotFoundError
+        if a candidate's MD trajectory was deleted (``model_devi_clean_traj``).
+    """
     p = ctx.param
-    work = ctx.path(iteration, FP)
-    for old in work.glob("task.*"):
-        shutil.rmtree(old)
-    style = fp_style(p, ctx.work_dir)
     bad_box = parse_skip_bad_box(p["fp_skip_bad_box"]) if p.get("fp_skip_bad_box") else {}
     frames = []
     skipped = 0
@@ -139,15 +153,27 @@ def make_fp(ctx: Context, iteration: int) -> None:
     for sys_key, info in sorted(load_selection(ctx, iteration)["systems"].items()):
         for task, step, row in sorted(info["chosen"]):
             if task not in trajs:
-                trajs[task] = dpdata.System(str(ctx.work_dir / task / TRAJ_FILE), fmt="lammps/dump",
-                                            type_map=p["type_map"])
+                traj = ctx.work_dir / task / TRAJ_FILE
+                if not traj.is_file():
+                    raise FileNotFoundError(f"{traj}: the MD trajectory of a candidate is gone "
+                                            "(model_devi_clean_traj?); redo this iteration from step 3")
+                trajs[task] = dpdata.System(str(traj), fmt="lammps/dump", type_map=p["type_map"])
             if bad_box and is_bad_box(trajs[task]["cells"][row], bad_box):
                 skipped += 1
                 log.info("bad box skipped (fp_skip_bad_box = %s): %s step %s", p["fp_skip_bad_box"], task, step)
                 continue
             frames.append((int(sys_key), trajs[task].sub_system([row]), {"task": task, "step": step}))
-    write_fp_tasks(style, frames, work)
-    log.info("%s: %d fp tasks (%s)%s", ctx.rel(iteration, FP), len(frames), p["fp_style"],
+    return frames, skipped
+
+
+def make_fp(ctx: Context, iteration: int) -> None:
+    """Write an fp task for every chosen candidate of ``selection.json`` (:func:`candidate_frames`)."""
+    work = ctx.path(iteration, FP)
+    for old in work.glob("task.*"):
+        shutil.rmtree(old)
+    frames, skipped = candidate_frames(ctx, iteration)
+    write_fp_tasks(fp_style(ctx.param, ctx.work_dir), frames, work)
+    log.info("%s: %d fp tasks (%s)%s", ctx.rel(iteration, FP), len(frames), ctx.param["fp_style"],
              f", {skipped} candidates with a bad box skipped" if skipped else "")
 
 
@@ -156,10 +182,35 @@ def run_fp(ctx: Context, iteration: int) -> None:
     run_fp_tasks(ctx, ctx.rel(iteration, FP))
 
 
+def retry_failed(ctx: Context, work: Path, frames: Callable[[], list[tuple[int, dpdata.System, dict]]]) -> None:
+    """After a stop for too many failed fp tasks (``fp_report.json`` says ``stopped``), make
+    the failed tasks of ``work`` again with the current settings and run only them.
+
+    Nothing happens when the last collection did not stop, or when ``ratio_failed`` was raised
+    above the failed share since (the run goes on without them).  ``frames`` gives the
+    frames of every task of ``work`` in task order (as they were made).  The previous
+    submission is discarded first (its remote folder would hand back the failures); a
+    retry killed midway resumes its own submission (``retry_made`` in the report).
+    """
+    report = read_json(work / REPORT)
+    if not report or not report.get("stopped") or report["failed_ratio"] <= ctx.param["ratio_failed"]:
+        return
+    names = {f["task"] for f in report["failed"]}
+    rel = str(work.relative_to(ctx.work_dir))
+    if not report.get("retry_made"):
+        discard(ctx.stage_conf("fp"), ctx.work_dir, rel)
+        write_fp_tasks(fp_style(ctx.param, ctx.work_dir), frames(), work, only=names)
+        atomic_write(work / REPORT, json.dumps({**report, "retry_made": True}, indent=1))
+    log.info("%s: running the %d failed fp task(s) again: %s", rel, len(names), ", ".join(sorted(names)))
+    run_fp_tasks(ctx, rel, only=names)
+
+
 def post_fp(ctx: Context, iteration: int) -> None:
-    """Collect the labels of the iteration into ``02.fp/data.%03d``; then delete MD trajectories
-    as ``model_devi_clean_traj`` says."""
+    """Collect the labels of the iteration into ``02.fp/data.%03d`` (after a stop for too
+    many failures, the failed tasks are first made and run again: :func:`retry_failed`);
+    then delete MD trajectories as ``model_devi_clean_traj`` says."""
     final = ctx.param.get("final_training") or {}
+    retry_failed(ctx, ctx.path(iteration, FP), lambda: candidate_frames(ctx, iteration)[0])
     collect_labels(fp_style(ctx.param, ctx.work_dir), ctx.path(iteration, FP), ctx.param["ratio_failed"],
                    holdout_ratio=final.get("validation", {}).get("holdout_ratio", 0.0),
                    seed=[ctx.param["random_seed"], iteration])
