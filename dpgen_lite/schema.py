@@ -20,6 +20,7 @@ from dargs import Argument, Variant
 from dargs.dargs import ArgumentError
 
 from .compat import MACHINE_IGNORED, REFUSED_ENGINES, REFUSED_FP_STYLES, screen, stage_section
+from .crosscheck import check_mass_map, check_sel, check_training_template
 from .explore.base import ENGINES
 from .explore.configs import check_configs
 from .label.bad_box import parse_skip_bad_box
@@ -61,6 +62,8 @@ def run_args() -> Argument:
     fields = [
         arg("type_map", list, "element of each atom type"),
         arg("mass_map", [list, str], "atomic masses in type_map order, g/mol; 'auto' takes ASE's", default="auto"),
+        arg("mass_map_check", bool, "compare mass_map with the element masses of type_map: a mass that is "
+            "another type_map element's (swapped order) is an error; false: the masses are intended", default=True),
         arg("init_data_prefix", str, "folder prepended to init_data_sys", default=""),
         arg("init_data_sys", list, "initial training data: deepmd/npy folders, folders of them, or HDF5 files"),
         arg("sys_configs_prefix", str, "folder prepended to sys_configs", default=""),
@@ -169,6 +172,8 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
     problems.run(lambda: require(mass_map == "auto" or len(mass_map) == len(type_map),
                                  f"mass_map = {mass_map}: needs one mass per type_map entry ({len(type_map)}), or 'auto'"))
     problems.run(lambda: check_train(param, base_dir))
+    problems.run(lambda: check_mass_map(param))
+    problems.run(lambda: check_training_template(param))
     problems.run(lambda: check_model_type_map(param))
     problems.run(lambda: check_thresholds(param))
     problems.run(lambda: check_fp_style(param, base_dir))
@@ -176,6 +181,7 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
     if param["final_training"] is not None:
         problems.run(lambda: check_final(param["final_training"], param, base_dir))
     problems.run(lambda: check_configs(param, base_dir))
+    problems.run(lambda: check_sel(param, base_dir))
     problems.run(lambda: ENGINES.get(param["model_devi_engine"]).check(param, len(param["sys_configs"])))
     if own:
         if problems.messages:

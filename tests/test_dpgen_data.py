@@ -70,6 +70,7 @@ def test_shuffle_poscar_and_lammps_keys(cu_run):
     folder, param = cu_run
     original = _alloy(folder)
     param["default_training_param"]["model"]["type_map"] = ["Cu", "Al"]
+    param["default_training_param"]["model"]["descriptor"]["sel"] = [60, 60]  # one per type
     param.update(type_map=["Cu", "Al"], mass_map="auto", sys_configs_prefix="", sys_configs=[["alloy/POSCAR"]],
                  shuffle_poscar=True, model_devi_nopbc=True, use_relative=True, epsilon=1.0,
                  lmp_neigh_modify_one=5000)

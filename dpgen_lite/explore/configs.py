@@ -3,8 +3,9 @@
 ``sys_configs`` is a list of systems, each a list of glob patterns (relative to
 ``sys_configs_prefix``); ``sys_format`` is any format dpdata reads (``vasp/poscar`` by
 default).  Formats without element names (``lammps/lmp``: ``Type_1``, ``Type_2`` ...) take
-them from ``type_map``.  With ``shuffle_poscar`` (DP-GEN's key) the atom order of each MD task's
-configuration is shuffled (seeded), as DP-GEN does to its POSCARs.
+them from ``type_map``; a POSCAR must name its elements (VASP 5's line above the counts).
+With ``shuffle_poscar`` (DP-GEN's key) the atom order of each MD task's configuration is
+shuffled (seeded), as DP-GEN does to its POSCARs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import dpdata
 import numpy as np
 
 from ..params import ParamError, require
+
+#: dpdata formats of a POSCAR
+VASP_FORMATS = ("vasp/poscar", "vasp/contcar", "poscar", "contcar")
 
 
 def resolve_configs(param: dict, base_dir: Path) -> list[list[Path]]:
@@ -38,16 +42,36 @@ def resolve_configs(param: dict, base_dir: Path) -> list[list[Path]]:
     return out
 
 
+def check_element_line(path: Path, param: dict) -> None:
+    """A POSCAR (``sys_format`` a VASP format) names its elements: VASP 5's line of names above
+    the atom counts, which VASP 4's lacks (dpdata reads no species from the comment line).
+
+    Raises
+    ------
+    ParamError
+        naming the file and the line to add.
+    """
+    if param["sys_format"] not in VASP_FORMATS:
+        return
+    lines = Path(path).read_text(errors="replace").splitlines()
+    words = lines[5].split() if len(lines) > 5 else []
+    require(not (words and all(w.isdigit() for w in words)), f"sys_configs file {path}: a VASP 4 POSCAR: line 6 "
+            f"holds the atom counts {' '.join(words)!r} with no line of element names above it; insert that line "
+            f"(VASP 5 format): the element of each count, in order, named as in type_map = {param['type_map']}")
+
+
 def read_config(path: Path, param: dict) -> dpdata.System:
     """One starting configuration in ``param['sys_format']``, atom types in ``type_map`` order.
 
     Raises
     ------
     ParamError
-        if dpdata cannot read it, or it holds an element missing from ``type_map``.
+        if dpdata cannot read it (a VASP 4 POSCAR: :func:`check_element_line`), or it holds an
+        element missing from ``type_map``.
     """
     fmt, type_map = param["sys_format"], param["type_map"]
     try:
+        check_element_line(path, param)
         system = dpdata.System(str(path), fmt=fmt)
         names = system["atom_names"]
         if all(re.fullmatch(r"Type_\d+", n) for n in names):  # a format without element names
