@@ -69,7 +69,12 @@ StrictModes no
 UsePAM no
 Subsystem sftp internal-sftp
 SetEnv SLURM_CONF={root}/slurm.conf
+Match User {password_user}
+    PasswordAuthentication yes
+    PermitRootLogin yes
 """
+#: the user of :meth:`Cluster.password_login`
+PASSWORD_USER = "dpgenlite-pw"
 
 
 def free_port() -> int:
@@ -97,12 +102,15 @@ class Cluster:
         self.cpus = cpus or os.cpu_count() or 1
         self.timeout = timeout
         self.procs: list[subprocess.Popen] = []
+        self.names: list[str] = []  # daemon of each process
+        self.commands: list[list[str]] = []
         # every folder above munge's socket must be 0755 (pytest's 0700 tmp folders are refused)
         self.root = Path(tempfile.mkdtemp(prefix="dpgen_lite_hpc_", dir="/tmp"))
         self.root.chmod(0o755)
         self.slurm_conf = self.root / "slurm.conf"
         self.ssh_port = free_port()
         self.ssh_key = self.root / "ssh" / "id_ed25519"
+        self.password: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -130,6 +138,11 @@ class Cluster:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        self.names.clear()
+        self.commands.clear()
+        if self.password is not None:
+            subprocess.run(["userdel", "-f", PASSWORD_USER], capture_output=True)
+            self.password = None
         if cleanup:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -146,12 +159,15 @@ class Cluster:
 
     # -- daemons ---------------------------------------------------------------------------
 
-    def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log: str, register: bool = True) -> subprocess.Popen:
         out = open(self.root / log, "ab")
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **self.env}, start_new_session=True)
         out.close()
-        self.procs.append(proc)
+        if register:
+            self.procs.append(proc)
+            self.names.append(Path(args[0]).name)
+            self.commands.append(args)
         return proc
 
     def _wait(self, what: str, ok, log: str) -> None:
@@ -203,7 +219,7 @@ class Cluster:
         shutil.copy(self.ssh_key.with_suffix(".pub"), d / "authorized_keys")
         Path("/run/sshd").mkdir(exist_ok=True)
         conf = d / "sshd_config"
-        conf.write_text(SSHD_CONF.format(root=self.root, port=self.ssh_port))
+        conf.write_text(SSHD_CONF.format(root=self.root, port=self.ssh_port, password_user=PASSWORD_USER))
         self._spawn([shutil.which("sshd") or "/usr/sbin/sshd", "-D", "-e", "-f", str(conf)], "sshd.out")
 
         def answers() -> bool:
@@ -246,6 +262,27 @@ class Cluster:
                 os.kill(int(stat.parent.name), signal.SIGKILL)
                 killed += 1
         return killed
+
+    def password_login(self) -> dict:
+        """A ``remote_profile`` that logs in with a password: the user ``dpgenlite-pw``, created now
+        as another name of root (uid 0, so its jobs read this machine's Python under /root) with a
+        random password and removed by :meth:`stop`; the only login sshd accepts by password."""
+        if self.password is None:
+            subprocess.run(["useradd", "-o", "-u", "0", "-g", "0", "-M", "-d", "/root", "-s", "/bin/bash",
+                            PASSWORD_USER], check=True, capture_output=True)
+            self.password = "pw-" + os.urandom(12).hex()
+            subprocess.run(["chpasswd"], input=f"{PASSWORD_USER}:{self.password}", text=True, check=True)
+        return {"hostname": "127.0.0.1", "username": PASSWORD_USER, "port": self.ssh_port,
+                "password": self.password, "look_for_keys": False, "timeout": 10}
+
+    def restart(self, daemon: str) -> None:
+        """Stop ``daemon`` (``slurmctld`` or ``sshd``: SIGTERM, by PID) and start it again, as an
+        administrator restarting a service; its state (Slurm's jobs) is kept."""
+        k = self.names.index(daemon)
+        proc = self.procs[k]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        self.procs[k] = self._spawn(self.commands[k], f"{daemon}.out", register=False)
 
     def ssh_machine(self, remote_root: str, batch_type: str = "Slurm") -> dict:
         """A dpdispatcher machine dict that reaches this cluster as root@127.0.0.1 over SSH."""

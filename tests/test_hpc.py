@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import dpdata
+import numpy as np
 
 from dpgen_lite.dispatch import RECORD, STAGES, THREAD_ENVS
 from dpgen_lite.record import read_record
@@ -194,6 +195,66 @@ def test_killed_while_slurm_jobs_run_then_resumed_after_a_machine_edit(cu_run, c
     assert json.loads((folder / "iter.000000/02.fp" / RECORD).read_text())["salvaged"] == fp_tasks(2)
     report = json.loads((folder / "iter.000000/02.fp/fp_report.json").read_text())
     assert report["labelled"] == 3 and report["failed"] == []
+
+
+def files_holding(text: str, *folders: Path) -> list[Path]:
+    """Every file under ``folders`` whose bytes contain ``text``."""
+    return [f for d in folders for f in d.rglob("*") if f.is_file() and not f.is_symlink()
+            and text.encode() in f.read_bytes()]
+
+
+def test_redo_fp_over_ssh_with_a_password_login(cu_run, cluster):  # noqa: F811
+    """Slurm over SSH, logged in with a password: the password is in no file of the run
+    or of the remote root.  Then iteration 0 is redone from make_fp (record lines deleted
+    by hand) with new fp_params: the new labels are the new calculator's, although the
+    remote root held the old task results under the same submission hash."""
+    from tests.test_redo import emt_labels
+    profile = cluster.password_login()
+    folder = setup_run(cu_run, cluster, "slurm_ssh")
+    remote = folder / "remote"
+    mdata = json.loads((folder / "machine.json").read_text())
+    for stage in STAGES:
+        mdata[stage]["machine"]["remote_profile"] = profile
+    (folder / "machine.json").write_text(json.dumps(mdata, indent=1))
+    run(folder)
+    assert read_record(folder) == DONE and labelled(folder) == 3
+    assert files_holding(profile["password"], folder, remote) == [(folder / "machine.json")]
+
+    lines = (folder / "record.dpgen").read_text().splitlines()
+    (folder / "record.dpgen").write_text("\n".join(lines[: lines.index("0 6")]) + "\n")
+    param = json.loads((folder / "param.json").read_text())
+    param["fp_params"]["kwargs"] = {"asap_cutoff": True}
+    write_param(folder, param)
+    run(folder)
+    assert read_record(folder) == DONE
+    data = dpdata.LabeledSystem(str(folder / "iter.000000/02.fp/data.000"), fmt="deepmd/npy")
+    np.testing.assert_allclose(data["energies"], emt_labels(data, asap_cutoff=True)[0], atol=1e-6)
+    assert np.abs(data["energies"] - emt_labels(data)[0]).min() > 1e-3
+    log = (folder / "dpgen.log").read_text()
+    assert "iter.000000/02.fp: previous submission" in log and "discarded" in log
+    assert files_holding(profile["password"], folder, remote) == [(folder / "machine.json")]
+
+
+def test_slurmctld_and_sshd_restarted_during_a_run(cu_run, cluster):  # noqa: F811
+    """slurmctld restarted while the training jobs run, sshd restarted (connections dropped)
+    while the MD jobs run: the run finishes, every task ran once, nothing is lost."""
+    folder = setup_run(cu_run, cluster, "slurm_ssh")
+    proc = start(folder)
+
+    def running(prefix: str) -> bool:
+        return any(j["name"].startswith(prefix) and j["state"] == "RUNNING" for j in jobs_of(cluster, folder))
+
+    wait_for(lambda: running("iter.000000-00.train"), proc)
+    cluster.restart("slurmctld")
+    wait_for(lambda: running("iter.000000-01.model_devi"), proc, timeout=300)
+    cluster.restart("sshd")
+    cluster.drop_ssh_connections()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    jobs = check_quickstart(cluster, folder)
+    names = Counter(j["name"] for j in jobs)
+    assert set(names.values()) == {1}, names  # no job submitted twice
+    assert {j["state"] for j in jobs} == {"COMPLETED"}
 
 
 def fp_tasks(n: int) -> list[str]:
