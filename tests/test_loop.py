@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import dpdata
+import numpy as np
 import pytest
 
 from dpgen_lite.record import read_record
@@ -42,52 +44,87 @@ def start(folder: Path) -> subprocess.Popen:
 
 
 def finished_outputs(folder: Path) -> dict[Path, int]:
-    """mtime (ns) of every output a finished task wrote: frozen models and fp labels."""
-    files = list(folder.glob("iter.*/00.train/*/frozen_model.pb")) + list(folder.glob("iter.*/02.fp/task.*/label.extxyz"))
+    """mtime (ns) of every output a finished task wrote: frozen models, MD deviations, fp labels."""
+    files = [*folder.glob("iter.*/00.train/*/frozen_model.pb"), *folder.glob("iter.*/01.model_devi/task.*/model_devi.out"),
+             *folder.glob("iter.*/02.fp/task.*/label.extxyz")]
     return {f: f.stat().st_mtime_ns for f in files}
 
 
-def test_loop_survives_sigkill_at_any_moment(cu_run):
-    folder, param = cu_run
-    write_param(folder, tiny(param))
-    kept: dict[Path, int] = {}
-    kills = 0
-    for delay in (4, 9, 3, 14, 6, 11, 8, 17):
-        proc = start(folder)
-        time.sleep(delay)
-        if proc.poll() is not None:
-            break
-        os.kill(proc.pid, signal.SIGKILL)  # the driver dies; its queued jobs live on, as on a cluster
-        proc.wait()
-        kills += 1
-        kept.update(finished_outputs(folder))
-    proc = start(folder)
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err
-    assert kills >= 4
+def copy_run(src: Path, dest: Path) -> Path:
+    """A fresh run folder with ``src``'s inputs (init data, configurations, param.json)."""
+    dest.mkdir()
+    for name in ("init", "confs", "param.json"):
+        (shutil.copytree if (src / name).is_dir() else shutil.copy)(src / name, dest / name)
+    return dest
 
-    # every step recorded once, in order: 2 iterations of 9 steps, then the final training (0-2)
+
+def log_lines(folder: Path) -> list[str]:
+    path = folder / "dpgen.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def started_steps(lines: list[str]) -> list[tuple[int, int]]:
+    """The ``(iteration, step)`` pairs that log ``lines`` say were starting, in order."""
+    return [(int(m[1]), int(m[2])) for line in lines if (m := re.search(r"iter (\d{6}) step (\d+):", line))]
+
+
+def test_twenty_sigkills_at_random_moments_change_nothing(cu_run):
+    """20 SIGKILLs of ``dpgen run``, kill k inside step k (seeded: 0-3 s into a step that
+    waits for jobs; at the start or the end of a step of milliseconds), each followed by a
+    restart: the data set and the models are identical, frame by frame, to an
+    uninterrupted run's, and no finished task ran again."""
+    base, param = cu_run
+    write_param(base, tiny(param))
+    ref, killed = copy_run(base, base / "ref"), copy_run(base, base / "killed")
+    out = subprocess.run([*DPGEN, "run", "param.json"], cwd=ref, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
     expected = [(i, s) for i in range(2) for s in range(9)] + [(2, s) for s in range(3)]
-    assert read_record(folder) == expected
-    # a task finished before a kill was never run again
-    for f, mtime in kept.items():
+    assert read_record(ref) == expected
+
+    rng = np.random.default_rng(20)
+    kept: dict[Path, int] = {}
+    moments = []
+    for k in range(20):
+        target = expected[k]
+        if target[1] in (1, 4, 7):  # a step that waits for jobs: killed from outside, 0-3 s into it
+            proc = start(killed)
+            n_lines = len(log_lines(killed))
+            while proc.poll() is None and not ((s := started_steps(log_lines(killed)[n_lines:])) and s[-1] >= target):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 3.0))
+            assert proc.poll() is None, f"the run ended before kill {k + 1}: {proc.stderr.read()}"
+            os.kill(proc.pid, signal.SIGKILL)  # the driver dies; its running jobs live on, as on a cluster
+            proc.wait()
+            moments.append((*started_steps(log_lines(killed))[-1], "inside"))
+        else:  # a step of milliseconds: the driver kills itself at its start or at its end
+            when = str(rng.choice(["start", "end"]))
+            proc = subprocess.run([sys.executable, str(Path(__file__).parent / "kill_driver.py"), "run", "param.json"], cwd=killed,
+                                  env={**os.environ, "DPGEN_KILL_AT": f"{target[0]} {target[1]} {when}"},
+                                  capture_output=True, text=True, timeout=900)
+            assert proc.returncode == -signal.SIGKILL, proc.stderr
+            assert read_record(killed) == expected[:k]  # killed before step k was recorded
+            moments.append((*target, when))
+        kept.update(finished_outputs(killed))
+    out = subprocess.run([*DPGEN, "run", "param.json"], cwd=killed, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert read_record(killed) == expected
+    assert len({m[:2] for m in moments}) >= 18, moments  # kills inside (nearly) every step
+
+    for f, mtime in kept.items():  # a task finished before a kill never ran again
         assert f.stat().st_mtime_ns == mtime, f"{f} was recomputed after a restart"
-    # every chosen frame is labelled, none lost
     for it in range(2):
-        fp = folder / f"iter.{it:06d}" / "02.fp"
-        chosen = sum(len(s["chosen"]) for s in json.loads((fp / "selection.json").read_text())["systems"].values())
-        assert chosen == 3
-        assert dpdata.LabeledSystem(str(fp / "data.000"), fmt="deepmd/npy").get_nframes() == chosen
-        assert json.loads((fp / "fp_report.json").read_text())["failed"] == []
-    log = (folder / "dpgen.log").read_text()
-    assert "resuming at" in log  # (a kill during Python's start-up leaves no line of its own)
-    assert "model_devi_jobs exhausted after 2 iteration(s)" in log
-    assert sorted(p.name for p in (folder / "models").iterdir()) == ["graph.000.pb", "graph.001.pb", "manifest.json"]
-    manifest = json.loads((folder / "models" / "manifest.json").read_text())
-    assert manifest["loop"]["iteration"] == 2 and "exhausted" in manifest["loop"]["stop_reason"]
-    # the last models were trained on the init data and both iterations' labels
-    systems = json.loads((folder / "iter.000002/00.train/000/input.json").read_text())["training"]["training_data"]["systems"]
-    assert len(systems) == 3
+        a, b = (dpdata.LabeledSystem(str(d / f"iter.{it:06d}/02.fp/data.000"), fmt="deepmd/npy") for d in (ref, killed))
+        assert a.get_nframes() == b.get_nframes() == 3
+        for key in ("cells", "coords", "energies", "forces"):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"iteration {it}: {key}")
+    for it in range(3):  # the same training, step by step (the frozen graphs embed their folder's path)
+        for model in ("000", "001"):
+            lcurve = f"iter.{it:06d}/00.train/{model}/lcurve.out"
+            assert (ref / lcurve).read_text() == (killed / lcurve).read_text(), lcurve
+    log = (killed / "dpgen.log").read_text()
+    assert log.count("resuming at") >= 19 and "model_devi_jobs exhausted after 2 iteration(s)" in log
+    systems = json.loads((killed / "iter.000002/00.train/000/input.json").read_text())["training"]["training_data"]["systems"]
+    assert len(systems) == 3  # init data and both iterations' labels
 
 
 def test_converged_run_stops_once_nothing_new_is_left(cu_run):
