@@ -23,6 +23,9 @@ BACKENDS = {
 #: how a task starts when it has no checkpoint of its own: ``dp train`` option per kind
 INIT_OPTIONS = {"checkpoint": "--init-model", "frozen": "--init-frz-model", "finetune": "--finetune"}
 
+#: stem of a loop model's compressed file (DP-GEN's name; ``graph.NNN`` links to it)
+COMPRESSED = "frozen_model_compressed"
+
 #: DP-GEN's ``auto`` batch size: ``ceil(AUTO_BATCH_ATOMS / natoms)`` frames, at most the frames there are
 AUTO_BATCH_ATOMS = 32
 
@@ -158,11 +161,15 @@ def dp_flag(backend: str) -> str:
     return BACKENDS[backend][0]
 
 
-def init_from_old(task_dir: Path, backend: str, reuse: bool) -> tuple[list[str], str | None]:
-    """Files of ``task_dir/old`` (a previous model's checkpoint) to forward, and the
-    ``--init-model`` path for :func:`train_command`; ``([], None)`` without ``reuse`` or files."""
-    old = sorted(f"old/{f.name}" for f in (Path(task_dir) / "old").glob("*")) if reuse else []
-    return old, (f"old/{BACKENDS[backend][3]}" if old else None)
+def init_from_old(task_dir: Path, backend: str, kind: str | None) -> tuple[list[str], str | None]:
+    """Files of ``task_dir/old`` (what the model starts from) to forward, and the model
+    :func:`train_command` starts a fresh training from: ``old/model.ckpt`` (tensorflow) or
+    ``old/model.ckpt.pt`` (pytorch) for ``kind`` ``checkpoint``, the one frozen model in
+    ``old/`` for ``frozen`` and ``finetune``; ``([], None)`` for ``kind`` None or no files."""
+    old = sorted(f"old/{f.name}" for f in (Path(task_dir) / "old").glob("*")) if kind else []
+    if not old:
+        return [], None
+    return old, (f"old/{BACKENDS[backend][3]}" if kind == "checkpoint" else old[0])
 
 
 def compress_command(dp: str, backend: str, src: str, dst: str, training_script: str | None = None) -> str:
@@ -184,6 +191,7 @@ def train_command(
     skip_neighbor_stat: bool = False,
     model_branch: str | None = None,
     compress: bool = False,
+    compressed: str = COMPRESSED,
 ) -> str:
     """Shell command of one training task: train (restarting from a checkpoint if one is
     there, else optionally from ``init_model``), then freeze to ``frozen_model.<suffix>``.
@@ -195,8 +203,9 @@ def train_command(
         (``--init-model``), ``frozen`` (``--init-frz-model``), ``finetune`` (``--finetune``)
     skip_neighbor_stat : add ``--skip-neighbor-stat`` to ``dp train``
     model_branch : ``--model-branch`` of a fine-tuning from a multi-task model (PyTorch)
-    compress : then ``dp compress`` into ``frozen_model_compressed.<suffix>`` (with
+    compress : then ``dp compress`` into ``<compressed>.<suffix>`` (with
         ``skip_neighbor_stat``, from the statistics of ``input.json``'s data)
+    compressed : stem of the compressed model
     """
     flag, suffix, probe, ckpt = BACKENDS[backend]
     dp_b = f"{dp} {flag}"
@@ -211,7 +220,7 @@ def train_command(
         f"else {dp_b} train{init}{extra} input.json; fi && {dp_b} freeze -o frozen_model{suffix}"
     )
     if compress:
-        command += " && " + compress_command(dp, backend, f"frozen_model{suffix}", f"frozen_model_compressed{suffix}",
+        command += " && " + compress_command(dp, backend, f"frozen_model{suffix}", f"{compressed}{suffix}",
                                              "input.json" if skip_neighbor_stat else None)
     return command
 

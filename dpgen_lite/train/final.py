@@ -17,6 +17,11 @@ Steps (recorded in ``record.dpgen`` after the loop's last iteration N as ``N 9``
 Specialisation follows Wen et al., "Specialising neural network potentials for accurate
 properties and application to the mechanical response of titanium", npj Comput. Mater. 7, 206
 (2021): extra data sets of the target property, weighted up in the final training.
+
+The training tasks are the loop's (:mod:`.tasks`: ``NNN/input.json``, ``NNN/old/``, the
+checkpoint brought back, also from a remote machine, for the specialisation to start from;
+``dp_train_skip_neighbor_stat`` applies), with the data always linked (``data/sys.KKK``,
+which the manifest names) and the compressed model named ``compressed_model.<suffix>``.
 """
 
 from __future__ import annotations
@@ -40,14 +45,16 @@ from ..record import atomic_write
 from dargs import Argument
 
 from ..params import ParamError, arg, require
-from .deepmd import (checkpoint_files, dp_flag, init_from_old, model_seeds, model_suffix, train_command,
-                     training_input)
+from .deepmd import dp_flag, model_seeds, model_suffix, system_size, training_input
+from .tasks import checkpoint_sources, data_files, training_tasks, write_data, write_task
 from .stage import graphs, training_systems
 
 FINAL = "final"
 LONG, SPECIAL_FP, SPECIAL, TEST = "00.long_train", "01.special_fp", "02.special_train", "03.test"
 TEST_REPORT = "model_test.json"
 DEFAULT_LOSS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}
+#: stem of a final model's compressed file (read by :func:`final_models`)
+COMPRESSED_FINAL = "compressed_model"
 
 
 def final_dir(ctx: Context, name: str) -> Path:
@@ -195,50 +202,31 @@ def special_start_lr(ctx: Context) -> float:
 
 def _make_train(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]], numb_steps: int,
                 init_from: Path | None, start_lr: float | None = None) -> None:
-    """Write ``numb_models`` training tasks on ``blocks`` of (systems, per-frame weight),
-    each starting from the checkpoint of ``init_from/NNN`` if given."""
+    """Write ``numb_models`` training tasks (:mod:`.tasks`) on ``blocks`` of (systems,
+    per-frame weight), each starting from the checkpoint of ``init_from/NNN`` if given."""
     shutil.rmtree(work, ignore_errors=True)
-    (work / "data").mkdir(parents=True)
-    names, auto_prob, start, frames = [], [], 0, []
-    for systems, weight in blocks:
-        n = [dpdata.LabeledSystem(str(s), fmt="deepmd/npy").get_nframes() for s in systems]
-        frames.append(weight * sum(n))
-        for s in systems:
-            os.symlink(s.resolve(), work / "data" / f"sys.{len(names):03d}")
-            names.append(f"../data/sys.{len(names):03d}")
-        auto_prob.append((start, len(names)))
-        start = len(names)
+    work.mkdir(parents=True)
+    systems = [s for block, _ in blocks for s in block]
+    names = write_data(work, systems, one_h5=False)  # linked: the manifest names each data folder
+    bounds = np.cumsum([0] + [len(block) for block, _ in blocks])
+    frames = [weight * sum(system_size(s)[1] for s in block) for block, weight in blocks]
     prob = None
     if len(blocks) > 1:  # block probability ∝ weight x frames (deepmd-kit's prob_sys_size blocks)
-        total = sum(frames)
-        prob = "prob_sys_size; " + "; ".join(f"{a}:{b}:{f / total:.6g}" for (a, b), f in zip(auto_prob, frames))
+        prob = "prob_sys_size; " + "; ".join(f"{a}:{b}:{f / sum(frames):.6g}"
+                                             for a, b, f in zip(bounds[:-1], bounds[1:], frames))
+    backend = ctx.param["train_backend"]
     for ii in range(ctx.param["final_training"]["numb_models"]):
-        task = work / f"{ii:03d}"
-        task.mkdir()
-        jdata = _final_input(ctx, names, ii, numb_steps, prob, start_lr)
-        (task / "input.json").write_text(json.dumps(jdata, indent=2))
-        if init_from is not None:
-            (task / "old").mkdir()
-            for f in checkpoint_files(init_from / f"{ii:03d}", ctx.param["train_backend"]):
-                shutil.copy(f, task / "old" / f.name)
+        sources = checkpoint_sources(init_from / f"{ii:03d}", backend) if init_from is not None else []
+        write_task(work / f"{ii:03d}", _final_input(ctx, names, ii, numb_steps, prob, start_lr), sources)
 
 
 def _run_train(ctx: Context, work: Path, init: bool) -> None:
-    backend = ctx.param["train_backend"]
-    conf = ctx.stage_conf("train")
-    dp = conf["command"] or executable("dp")
-    suffix = model_suffix(backend)
-    compress = ""
-    if ctx.param["final_training"]["compress"]:
-        compress = f" && {dp} {dp_flag(backend)} compress -i frozen_model{suffix} -o compressed_model{suffix}"
-    tasks = []
-    for task in sorted(p for p in work.iterdir() if p.name.isdigit()):
-        old, init_model = init_from_old(task, backend, init)
-        tasks.append(TaskSpec(path=task.name, command=train_command(dp, backend, init_model) + compress,
-                              forward_files=["input.json", *old],
-                              backward_files=[f"frozen_model{suffix}", f"compressed_model{suffix}", "lcurve.out"],
-                              outlog="train.log", errlog="train.err"))
-    run_tasks(conf, ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks, forward_common_files=["data"])
+    """Train, freeze and (``compress``) compress into ``compressed_model.<suffix>`` the
+    tasks of ``work``, from the checkpoints in their ``old/`` if ``init``."""
+    compressed = COMPRESSED_FINAL if ctx.param["final_training"]["compress"] else None
+    tasks = training_tasks(ctx, work, "checkpoint" if init else None, compressed)
+    run_tasks(ctx.stage_conf("train"), ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks,
+              forward_common_files=data_files(one_h5=False))
 
 
 def make_long_train(ctx: Context, iteration: int) -> None:
@@ -313,7 +301,7 @@ def final_models(ctx: Context) -> dict[str, Path]:
     out = {}
     for stage, kind in ((LONG, "long"), (SPECIAL, "special")):
         for task in sorted(final_dir(ctx, stage).glob("[0-9][0-9][0-9]")):
-            for f, tag in ((f"frozen_model{suffix}", ""), (f"compressed_model{suffix}", "_compressed")):
+            for f, tag in ((f"frozen_model{suffix}", ""), (f"{COMPRESSED_FINAL}{suffix}", "_compressed")):
                 if (task / f).is_file():
                     out[f"{kind}_{task.name}{tag}"] = task / f
     return out

@@ -13,6 +13,16 @@ The ``training_reuse_*`` overrides (``numb_steps``, ``start_lr``, ``decay_steps`
 start prefactors, the old/new ``auto_prob``) apply, as in DP-GEN, only from iteration
 ``training_reuse_iter`` on, and only to models that start from earlier ones.
 
+An iteration i > 0 whose predecessor labelled too little (every ``02.fp/data.*`` of
+iteration i-1 holds fewer than ``fp_task_min`` frames, or there is none) does not train: as
+DP-GEN's ``_check_empty_iter`` / ``copy_model``, its ``00.train/NNN`` are links to iteration
+i-1's task folders, ``graph.NNN`` links into them, and a ``copied`` marker tells run_train and
+post_train to do nothing.  A later iteration starting from checkpoints reads them through
+the links.
+
+The task folders and the dpdispatcher tasks (command, files sent and brought back,
+compression) are those of :mod:`.tasks`, shared with the final stage.
+
 Deliberate differences from DP-GEN 0.14:
 
 * ``training_iter0_model_path`` alone makes iteration 0 start from those checkpoints
@@ -21,7 +31,6 @@ Deliberate differences from DP-GEN 0.14:
   scratch (DP-GEN stops with an assertion).
 * The auto_prob of the old/new split is written only when both parts hold data (DP-GEN
   writes it whenever ``training_reuse_iter`` applies, and fails at iteration 0).
-* An iteration whose predecessor labelled nothing still trains (DP-GEN copies the models).
 * ``training_init_model`` may go with ``training_init_frozen_model`` or
   ``training_finetune_model`` (iteration 0 from the frozen models, later ones from the
   previous checkpoints); DP-GEN refuses the pair.
@@ -37,7 +46,6 @@ Deliberate differences from DP-GEN 0.14:
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -47,13 +55,14 @@ from dargs import Argument
 
 from ..context import FP, TRAIN, Context, log
 from .data import expand_system
-from ..dispatch import TaskSpec, executable, run_tasks
+from ..dispatch import run_tasks
 from ..params import ParamError, arg, require
-from .deepmd import (BACKENDS, checkpoint_files, init_from_old, model_seeds, model_suffix, parse_batch_size,
-                     resolve_batch_size, system_size, train_command, training_input)
+from .deepmd import (BACKENDS, COMPRESSED, model_seeds, model_suffix, parse_batch_size, resolve_batch_size,
+                     system_size, training_input)
+from .tasks import checkpoint_sources, data_files, training_tasks, write_data, write_task
 
-DATA = "data"
-ONE_H5 = "data.hdf5"
+#: marker of a ``00.train`` that reuses the previous iteration's models (DP-GEN's name)
+COPIED = "copied"
 #: keys that only act from ``training_reuse_iter`` on
 REUSE_OVERRIDES = ("training_reuse_numb_steps", "training_reuse_start_lr", "training_reuse_decay_steps",
                    "training_reuse_start_pref_e", "training_reuse_start_pref_f")
@@ -302,35 +311,6 @@ def training_systems(ctx: Context, iteration: int) -> tuple[list[Path], int]:
     return [s.path for s in plan], sum(s.iteration < 0 for s in plan)
 
 
-def _write_data(work: Path, systems: list[TrainingSystem], one_h5: bool) -> list[str]:
-    """Links ``data/sys.KKK`` to every system (``data/h5.NNN.hdf5`` to each HDF5 file
-    holding some), or (``one_h5``) one ``data.hdf5`` with a group ``sys.KKK`` per system;
-    the names as seen from a task folder."""
-    if not one_h5:
-        (work / DATA).mkdir()
-        names, h5_links = [], {}
-        for k, s in enumerate(systems):
-            if "#" in str(s.path):  # a group of an HDF5 file: link the file once, name the group
-                file, group = str(s.path).split("#", 1)
-                if file not in h5_links:
-                    h5_links[file] = f"h5.{len(h5_links):03d}.hdf5"
-                    os.symlink(file, work / DATA / h5_links[file])
-                names.append(f"../{DATA}/{h5_links[file]}#{group}")
-            else:
-                os.symlink(s.path, work / DATA / f"sys.{k:03d}")
-                names.append(f"../{DATA}/sys.{k:03d}")
-        return names
-    import dpdata
-    import h5py
-    tmp = work / (ONE_H5 + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for k, s in enumerate(systems):
-            fmt = "deepmd/hdf5" if "#" in str(s.path) else "deepmd/npy"
-            dpdata.LabeledSystem(str(s.path), fmt=fmt).to("deepmd/hdf5", f.create_group(f"sys.{k:03d}"))
-    tmp.rename(work / ONE_H5)
-    return [f"../{ONE_H5}#/sys.{k:03d}" for k in range(len(systems))]
-
-
 def old_new_auto_prob(ratio: float | str, systems: list[TrainingSystem], nframes: list[int],
                       iteration: int) -> str | None:
     """deepmd-kit ``auto_prob`` drawing old data (all but the last iteration's labels) with
@@ -370,29 +350,73 @@ def reuse_overrides(ctx: Context, iteration: int) -> bool:
 def _init_sources(ctx: Context, iteration: int, kind: str | None) -> list[list[tuple[Path, str]]]:
     """Per model, the (file, name in ``old/``) it starts from."""
     p = ctx.param
-    backend = p["train_backend"]
     if kind is None:
         return [[] for _ in range(p["numb_models"])]
     if kind == "checkpoint":
         dirs = ([ctx.path(iteration - 1, TRAIN) / f"{ii:03d}" for ii in range(p["numb_models"])] if iteration > 0
                 else iter0_model_dirs(p, ctx.work_dir))
-        return [[(f, f.name) for f in checkpoint_files(d, backend)] for d in dirs]
+        return [checkpoint_sources(d, p["train_backend"]) for d in dirs]
     models = [ctx.work_dir / m for m in p[_frozen_key(p)]]
     return [[(m, "init" + m.suffix)] for m in models]
 
 
+# ---------------------------------------------------------------- empty iterations
+
+def labelled_frames(fp: Path) -> dict[str, int]:
+    """``{"data.SSS": frames}`` of an fp step folder ``fp``: the frames of all deepmd/npy
+    systems under each ``data.*`` folder; empty when there is none (or no ``fp``)."""
+    return {d.name: sum(system_size(t.parent)[1] for t in d.glob("**/type.raw")) for d in sorted(fp.glob("data.*"))}
+
+
+def empty_iteration(ctx: Context, iteration: int) -> bool:
+    """Whether ``iteration`` > 0 reuses the models of ``iteration - 1`` (DP-GEN's
+    ``_check_empty_iter``): every ``02.fp/data.*`` of ``iteration - 1`` holds fewer than
+    ``fp_task_min`` frames, or there is none."""
+    if iteration == 0:
+        return False
+    frames = labelled_frames(ctx.path(iteration - 1, FP))
+    return all(n < ctx.param.get("fp_task_min", 0) for n in frames.values())
+
+
+def copied(ctx: Context, iteration: int) -> bool:
+    """Whether ``00.train`` of ``iteration`` reuses the previous models (its ``copied`` marker)."""
+    return (ctx.path(iteration, TRAIN) / COPIED).is_file()
+
+
+def _reuse_models(ctx: Context, iteration: int) -> None:
+    """``00.train`` of ``iteration`` as DP-GEN's ``copy_model``: ``NNN`` links to the previous
+    iteration's task folders, ``graph.NNN`` links into them, a ``copied`` marker."""
+    work = ctx.path(iteration, TRAIN)
+    prev = ctx.path(iteration - 1, TRAIN)
+    for ii in range(ctx.param["numb_models"]):
+        os.symlink(os.path.relpath(prev / f"{ii:03d}", work), work / f"{ii:03d}")
+    _link_graphs(ctx, iteration)
+    (work / COPIED).touch()
+    frames = labelled_frames(ctx.path(iteration - 1, FP))
+    log.info("%s: no training, the models of %s are reused: %s labelled %s, fewer than fp_task_min = %d in "
+             "every system", ctx.rel(iteration, TRAIN), ctx.iter_name(iteration - 1), ctx.rel(iteration - 1, FP),
+             ", ".join(f"{n} frame(s) in {d}" for d, n in frames.items()) or "nothing",
+             ctx.param.get("fp_task_min", 0))
+
+
+# ---------------------------------------------------------------- steps
+
 def make_train(ctx: Context, iteration: int) -> None:
     """Write ``000 .. numb_models-1`` task folders with ``input.json`` (distinct seeds) and
     the training data: ``data/sys.KKK`` links or (``one_h5``) ``data.hdf5``; the files a
-    model starts from go to the task's ``old/``."""
+    model starts from go to the task's ``old/``.  After an :func:`empty_iteration`, write
+    links to the previous models instead (:func:`copied`)."""
     p = ctx.param
     work = ctx.path(iteration, TRAIN)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if empty_iteration(ctx, iteration):
+        _reuse_models(ctx, iteration)
+        return
     systems = training_plan(ctx, iteration)
     sizes = [system_size(s.path) for s in systems]
     batch = [resolve_batch_size(s.batch_size, natoms, nframes) for s, (natoms, nframes) in zip(systems, sizes)]
-    names = _write_data(work, systems, p.get("one_h5", False))
+    names = write_data(work, [s.path for s in systems], p.get("one_h5", False))
     kind = init_kind(ctx, iteration)
     reuse = reuse_overrides(ctx, iteration)
     auto_prob = None
@@ -402,8 +426,6 @@ def make_train(ctx: Context, iteration: int) -> None:
     acts = p.get("model_devi_activation_func")
     sources = _init_sources(ctx, iteration, kind)
     for ii in range(p["numb_models"]):
-        task = work / f"{ii:03d}"
-        task.mkdir()
         jdata = training_input(
             p["default_training_param"], names, model_seeds(iteration, ii), batch_size=batch,
             numb_steps=p.get("training_reuse_numb_steps") if reuse else None,
@@ -413,11 +435,7 @@ def make_train(ctx: Context, iteration: int) -> None:
             start_pref_f=p.get("training_reuse_start_pref_f") if reuse else None,
             auto_prob=auto_prob, activation=acts[ii] if acts else None,
         )
-        (task / "input.json").write_text(json.dumps(jdata, indent=2))
-        if sources[ii]:
-            (task / "old").mkdir()
-            for src, name in sources[ii]:
-                shutil.copy(src, task / "old" / name)
+        write_task(work / f"{ii:03d}", jdata, sources[ii])
     log.info("%s: %d models on %d systems (%d init)%s%s", ctx.rel(iteration, TRAIN), p["numb_models"], len(systems),
              sum(s.iteration < 0 for s in systems), f", starting from {kind} models" if kind else "",
              f", auto_prob {auto_prob!r}" if auto_prob else "")
@@ -425,43 +443,29 @@ def make_train(ctx: Context, iteration: int) -> None:
 
 def run_train(ctx: Context, iteration: int) -> None:
     """Train and freeze (and with ``dp_compress`` compress) every model through
-    dpdispatcher; a killed task resumes from its checkpoint."""
+    dpdispatcher; a killed task resumes from its checkpoint.  Nothing when the models
+    are reused (:func:`copied`)."""
+    if copied(ctx, iteration):
+        log.info("%s: models reused from %s, nothing to train", ctx.rel(iteration, TRAIN), ctx.iter_name(iteration - 1))
+        return
     p = ctx.param
-    backend = p["train_backend"]
-    suffix = model_suffix(backend)
-    work = ctx.path(iteration, TRAIN)
-    conf = ctx.stage_conf("train")
-    dp = conf["command"] or executable("dp")
-    kind = init_kind(ctx, iteration)
-    compress = p.get("dp_compress", False)
-    tasks = []
-    for ii in range(p["numb_models"]):
-        name = f"{ii:03d}"
-        old, init = init_from_old(work / name, backend, kind is not None)
-        if kind in ("frozen", "finetune"):
-            init = old[0] if old else None
-        command = train_command(dp, backend, init, init_kind=kind or "checkpoint",
-                                skip_neighbor_stat=p.get("dp_train_skip_neighbor_stat", False),
-                                model_branch=p.get("training_finetune_model_branch"), compress=compress)
-        backward = [f"frozen_model{suffix}", "lcurve.out", "checkpoint", "model.ckpt*"]
-        if compress:
-            backward.insert(1, f"frozen_model_compressed{suffix}")
-        tasks.append(TaskSpec(path=name, command=command, forward_files=["input.json", *old],
-                              backward_files=backward, outlog="train.log", errlog="train.err"))
-    common = [ONE_H5] if p.get("one_h5", False) else [DATA]
-    run_tasks(conf, ctx.work_dir, ctx.rel(iteration, TRAIN), tasks, forward_common_files=common)
+    tasks = training_tasks(ctx, ctx.path(iteration, TRAIN), init_kind(ctx, iteration),
+                           COMPRESSED if p.get("dp_compress", False) else None)
+    run_tasks(ctx.stage_conf("train"), ctx.work_dir, ctx.rel(iteration, TRAIN), tasks,
+              forward_common_files=data_files(p.get("one_h5", False)))
 
 
-def post_train(ctx: Context, iteration: int) -> None:
-    """Link each frozen model (``dp_compress``: the compressed one) to ``00.train/graph.%03d.<suffix>``.
+def _link_graphs(ctx: Context, iteration: int) -> None:
+    """Link ``00.train/graph.%03d.<suffix>`` to each task's frozen model (``dp_compress``: the
+    compressed one).
 
     Raises
     ------
     FileNotFoundError
-        if a task left no frozen model.
+        if a task has no such model.
     """
     suffix = model_suffix(ctx.param["train_backend"])
-    name = f"frozen_model_compressed{suffix}" if ctx.param.get("dp_compress", False) else f"frozen_model{suffix}"
+    name = f"{COMPRESSED}{suffix}" if ctx.param.get("dp_compress", False) else f"frozen_model{suffix}"
     work = ctx.path(iteration, TRAIN)
     for ii in range(ctx.param["numb_models"]):
         frozen = work / f"{ii:03d}" / name
@@ -472,7 +476,25 @@ def post_train(ctx: Context, iteration: int) -> None:
         os.symlink(frozen.relative_to(work), graph)
 
 
+def post_train(ctx: Context, iteration: int) -> None:
+    """Link each frozen model (``dp_compress``: the compressed one) to
+    ``00.train/graph.%03d.<suffix>``; nothing when the models are reused (:func:`copied`:
+    the links are there).
+
+    Raises
+    ------
+    FileNotFoundError
+        if a task left no frozen model.
+    """
+    if copied(ctx, iteration):
+        log.info("%s: models reused from %s, nothing to collect", ctx.rel(iteration, TRAIN),
+                 ctx.iter_name(iteration - 1))
+        return
+    _link_graphs(ctx, iteration)
+
+
 def graphs(ctx: Context, iteration: int) -> list[Path]:
-    """The frozen models of ``iteration``: ``00.train/graph.%03d.<suffix>``."""
+    """The frozen models of ``iteration``: ``00.train/graph.%03d.<suffix>`` (links, through
+    the previous iteration's task folders when it reused them)."""
     suffix = model_suffix(ctx.param["train_backend"])
     return [ctx.path(iteration, TRAIN) / f"graph.{ii:03d}{suffix}" for ii in range(ctx.param["numb_models"])]
