@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 ROOT=$PWD
 VENV=$ROOT/.venv
 
-install() {
+install() {  # $1: pip extras of dpgen_lite (the tests: test,pt), none by default
     # Debian packages: CP2K (real DFT for the cp2k fp style and its tests); Slurm, munge and
     # sshd (the HPC tests start a one-node cluster and an SSH server on 127.0.0.1)
     if ! command -v cp2k.psmp >/dev/null || [ ! -d /usr/share/cp2k/data ] \
@@ -18,7 +18,7 @@ install() {
     fi
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[test]"
+    "$VENV/bin/python" -m pip install -q -e ".${1:+[$1]}"
 }
 
 quickstart() {
@@ -33,6 +33,6 @@ quickstart() {
 
 case "${1:-}" in
     quickstart) install; quickstart ;;
-    test) install; shift; exec "$VENV/bin/python" -m pytest -v --durations=15 "$@" ;;
+    test) install test,pt; shift; exec "$VENV/bin/python" -m pytest -v --durations=15 "$@" ;;
     *) echo "usage: bash run.sh quickstart|test" >&2; exit 2 ;;
 esac

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .context import Context, log
 from .label.base import get_style
+from .train.deepmd import check_backend_installed
 from .params import ParamError, load_file
 from .record import next_step, truncate_record
 from .schema import validate_init_bulk, validate_machine, validate_run
@@ -67,6 +68,11 @@ def load_inputs(kind: str, param_path: str, machine_path: str | None, work_dir: 
         notes += found
     except ParamError as err:
         problems.append(str(err))
+    if param is not None and mdata is not None and not (mdata.get("train") or {}).get("command"):
+        try:  # trained here: the backend's packages must be here
+            check_backend_installed(param.get("train_backend", "tensorflow"))
+        except ParamError as err:
+            problems.append(str(err))
     if param is not None and mdata is not None and param.get("fp_style"):
         try:  # a style without a default command (custom) needs machine.json's fp.command
             if not (mdata.get("fp") or {}).get("command"):

@@ -30,6 +30,35 @@ COMPRESSED = "frozen_model_compressed"
 AUTO_BATCH_ATOMS = 32
 
 
+#: the torch that deepmd-kit 3.2.0's compiled ops (``libdeepmd_op_pt.so``) were built against
+TORCH_VERSION = "2.11.0"
+
+
+def check_backend_installed(backend: str) -> None:
+    """The ``pytorch`` backend needs torch :data:`TORCH_VERSION` beside deepmd-kit (another
+    version cannot load deepmd-kit's ops; the tensorflow backend comes with deepmd-kit[cpu]).
+
+    Raises
+    ------
+    ParamError
+        naming the installed version and the install line.
+    """
+    if backend != "pytorch":
+        return
+    from importlib import metadata
+
+    from ..params import ParamError
+    try:
+        found = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        found = None
+    if found is None or found.split("+")[0] != TORCH_VERSION:
+        raise ParamError(f"train_backend = 'pytorch': needs torch {TORCH_VERSION} (deepmd-kit's compiled ops), "
+                         f"found {found or 'none'}; install it with `pip install -e '.[pt]'` in dpgen_lite's folder "
+                         f"(= pip install 'deepmd-kit[torch]==3.2.0'), or give machine.json's train.command "
+                         "for a machine that has it")
+
+
 def model_suffix(backend: str) -> str:
     """File suffix of a frozen model of ``backend`` (``.pb`` or ``.pth``)."""
     return BACKENDS[backend][1]
