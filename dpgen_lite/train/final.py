@@ -40,7 +40,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from ..context import TRAIN, Context, log
 from ..dispatch import TaskSpec, executable, run_tasks
-from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
+from ..label.stage import collect_labels, fp_style, retry_failed, run_fp_tasks, write_fp_tasks
 from ..record import atomic_write
 from dargs import Argument
 
@@ -260,9 +260,12 @@ def run_special_fp(ctx: Context, iteration: int) -> None:
 
 
 def post_special_fp(ctx: Context, iteration: int) -> None:
-    """Collect the special labels into ``final/01.special_fp/data.KKK`` (K = special set)."""
+    """Collect the special labels into ``final/01.special_fp/data.KKK`` (K = special set); after
+    a stop for too many failures, the failed tasks are first made and run again
+    (:func:`.label.stage.retry_failed`)."""
     work = final_dir(ctx, SPECIAL_FP)
     if any(work.glob("task.*")):
+        retry_failed(ctx, work, lambda: special_frames(ctx.param["final_training"], ctx.work_dir, ctx.param))
         collect_labels(fp_style(ctx.param, ctx.work_dir), work, ctx.param["ratio_failed"])
 
 
