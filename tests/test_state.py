@@ -59,9 +59,18 @@ def rel(folder: Path, items) -> list[str]:
     return [str(i.path.relative_to(folder)) + (" (keep)" if i.keep else "") for i in items]
 
 
+def status(folder: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "dpgen_lite.cli", "status", str(folder)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def test_a_finished_run_has_nothing_stale(tmp_path):
     folder = make_run(tmp_path)
     assert stale(folder, 2, 17) == []
+    assert status(folder) == "next: iteration 2 step 17 (publish (every step done))"
+    truncate_record(folder, 2, 12)
+    assert status(folder) == "next: iteration 2 step 12 (run_special_fp)"
 
 
 def test_redo_from_make_fp_keeps_the_selection_and_drops_all_later(tmp_path):
