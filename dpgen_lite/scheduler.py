@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from .context import Context, log
 from .explore.stage import make_model_devi, run_model_devi
+from .explore.template import conditions
 from .label.stage import make_fp, post_fp, run_fp
 from .record import STEP_NAMES, append_record, atomic_write, next_step, read_record
 from .state import MANIFEST, MODELS, check_redo, forget, last_recorded, stale
@@ -45,12 +46,6 @@ STEPS: tuple[Callable[[Context, int], object], ...] = (
 )
 FIRST_FINAL_STEP = len(STEPS)
 ALL_STEP_NAMES = STEP_NAMES + FINAL_STEP_NAMES
-
-
-def conditions(job: dict) -> set[tuple]:
-    """The (sys_idx, ensemble, T, P) combinations a ``model_devi_jobs`` entry explores."""
-    press = job["press"] if job["ensemble"].startswith("npt") else [None]
-    return {(s, job["ensemble"], t, p) for s in job["sys_idx"] for t in job["temps"] for p in press}
 
 
 def stop_reason(ctx: Context, iteration: int, step: int) -> str | None:

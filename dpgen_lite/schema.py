@@ -183,6 +183,7 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
     problems.run(lambda: check_configs(param, base_dir))
     problems.run(lambda: check_sel(param, base_dir))
     problems.run(lambda: ENGINES.get(param["model_devi_engine"]).check(param, len(param["sys_configs"])))
+    problems.run(lambda: ENGINES.get(param["model_devi_engine"]).check_files(param, base_dir))
     if own:
         if problems.messages:
             raise ParamError(problems.messages[0] if len(problems.messages) == 1 else "\n".join(problems.messages))

@@ -25,7 +25,8 @@ REFUSED = {
     "dp-calypso-vasp/param.json": ["model_devi_engine = 'calypso': refused"],
     "dp2.x-gromacs-gaussian/param.json": ["model_devi_engine = 'gromacs': refused"],
     "dprc/generator.json": ["model_devi_engine = 'amber': refused", "fp_style = 'amber/diff': refused"],
-    "dp-lammps-enhance_sampling/param.json": ["model_devi_plumed = True: refused", "template", "rev_mat"],
+    "dp-lammps-enhance_sampling/param.json": ["model_devi_plumed = True: refused",
+                                              "model_devi_jobs[0].template.plm = 'lmp/input.plumed': refused"],
     "dp2.x-lammps-gaussian/param_C4H16N4_deepmd-kit-2.0.1.json": ["use_clusters = True: refused"],
     "dp2.x_lammps_gaussian/dodecane/dodecane.json": ["use_clusters = True: refused"],
     "dp2.x-lammps-vasp-et/param_elet.json": ["use_ele_temp = 2: refused"],
@@ -106,11 +107,11 @@ def test_ignored_keys_are_logged_and_refused_keys_named(cu_run):
     assert any(n.startswith("detailed_report_make_fp: ignored") for n in mdata_notes)
     assert any(n.startswith("model_devi_merge_traj: ignored") for n in mdata_notes)
     assert any("fp_pp_path: ignored (not a key of fp_style 'ase')" in n for n in mdata_notes)
-    param.update(model_devi_adapt_trust_lo=True, mlp_engine="nequip", model_devi_engine="gromacs")
+    param.update(use_clusters=True, mlp_engine="nequip", model_devi_engine="gromacs")
     with pytest.raises(ParamError) as err:
         validate_run(param, folder)
     text = str(err.value)
-    assert "model_devi_adapt_trust_lo = True: refused" in text and "mlp_engine = 'nequip': refused" in text
+    assert "use_clusters = True: refused" in text and "mlp_engine = 'nequip': refused" in text
     assert "model_devi_engine = 'gromacs': refused" in text
     # a key unknown to DP-GEN too is still a typo with a suggestion
     base["fp_task_maxx"] = 3

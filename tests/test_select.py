@@ -19,7 +19,7 @@ def test_nan_and_inf_deviation_are_failed_not_errors():
     assert classify(devi_f, None, TRUST).tolist() == [FAILED, FAILED, ACCURATE]
 
 
-def test_virial_levels_can_demote_but_not_promote():
+def test_virial_levels_join_the_force_levels():  # precedence: tests/test_trust.py
     trust = TrustLevels(0.05, 0.15, 0.01, 0.05)
     devi_f = np.array([0.01, 0.01, 0.01, 0.10, 0.01])
     devi_v = np.array([0.001, 0.02, 0.06, 0.001, np.nan])

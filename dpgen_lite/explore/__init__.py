@@ -1,1 +1,2 @@
-"""Exploration: LAMMPS inputs (:mod:`.lammps`) and the model-deviation MD steps (:mod:`.stage`)."""
+"""Exploration: LAMMPS inputs (:mod:`.lammps`) and templates (:mod:`.template`), the model-deviation
+MD steps (:mod:`.stage`) and what their tasks left, crashes included (:mod:`.outcome`)."""

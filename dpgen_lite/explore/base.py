@@ -8,6 +8,7 @@ an engine is adding one module.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from dargs import Argument
@@ -36,4 +37,14 @@ class Engine:
         ------
         ParamError
             naming the key, the value and what is allowed.
+        """
+
+    @classmethod
+    def check_files(cls, param: dict, base_dir: Path) -> None:
+        """Checks of the files the engine's keys name, paths relative to ``base_dir`` (the run folder).
+
+        Raises
+        ------
+        ParamError
+            naming the key, the file (and the line) and the fix.
         """

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dargs import Argument
 
 from ..params import arg, require
+from ..select.trust import TRUST_KEYS, job_trust, job_trust_args, trust_args  # noqa: F401 (re-exported)
+from ..select.trust import check_trust as check_trust_levels
 from .base import Engine, register
 
 ENSEMBLES = ("nvt", "nve", "npt", "npt-i", "npt-iso", "npt-a", "npt-aniso", "npt-t", "npt-tri")
@@ -107,48 +109,60 @@ def lammps_input(
     return "\n".join(lines) + "\n"
 
 
-TRUST_KEYS = ("model_devi_f_trust_lo", "model_devi_f_trust_hi", "model_devi_v_trust_lo", "model_devi_v_trust_hi")
-
-
 def job_args() -> list[Argument]:
     """Keys of one ``model_devi_jobs`` entry (DP-GEN's)."""
     return [
         arg("sys_idx", list, "indices into sys_configs explored by this job"),
-        arg("temps", list, "temperatures, K"),
+        arg("temps", list, "temperatures, K (without template)", default=None),
         arg("press", list, "pressures, bar (npt ensembles)", default=None),
-        arg("trj_freq", int, "steps between dumped frames / model deviation rows"),
-        arg("nsteps", int, "MD steps per task"),
-        arg("ensemble", str, f"one of {', '.join(ENSEMBLES)}"),
+        arg("trj_freq", int, "steps between dumped frames / model deviation rows", alias=["traj_freq", "t_freq"]),
+        arg("nsteps", int, "MD steps per task (without template)", default=None),
+        arg("ensemble", str, f"one of {', '.join(ENSEMBLES)} (without template)", default=None),
+        arg("template", dict, "LAMMPS input template: {\"lmp\": path relative to the run folder}", default=None,
+            sub_fields=[arg("lmp", str, "the LAMMPS input template"),
+                        arg("plm", str, "PLUMED input template (refused: no PLUMED here)", default=None)]),
+        arg("rev_mat", dict, "placeholder values of the template: {\"lmp\": {\"V_TEMP\": [300, 600], ...}}; "
+            "every combination is a task", default=None,
+            sub_fields=[arg("lmp", dict, "placeholder -> list of values", default={}),
+                        arg("plm", dict, "PLUMED placeholders (refused: no PLUMED here)", default=None)]),
+        arg("sys_rev_mat", dict, "per-system placeholder values: {\"<sys_idx>\": {\"lmp\": {...}}}", default=None),
         arg("dt", float, "MD time step of this job, ps (default: model_devi_dt)", default=None),
         arg("neidelay", int, "LAMMPS neighbour-list delay", default=None),
         arg("taut", float, "thermostat damping, ps", default=0.1),
         arg("taup", float, "barostat damping, ps", default=0.5),
-        *(arg(k, float, "this job's trust level (default: the top-level one)", default=None) for k in TRUST_KEYS),
+        *job_trust_args(),
     ]
 
 
-def check_trust(levels: dict, where: str = "") -> None:
-    """Trust levels: 0 <= lo < hi, both or neither virial level.
+def check_native_job(job: dict, where: str) -> None:
+    """A job without template: ensemble, temperatures (K), pressures (bar, ``npt*``), ``nsteps`` >= ``trj_freq``.
+
+    Raises
+    ------
+    ParamError
+        naming the key, the value and the fix.
+    """
+    for key in ("temps", "nsteps", "ensemble"):
+        require(job[key] is not None, f"{where}.{key}: missing; a job without template gives temps, nsteps and "
+                "ensemble (or a LAMMPS input template: template, rev_mat)")
+    require(job["ensemble"] in ENSEMBLES, f"{where}.ensemble = {job['ensemble']!r}: allowed {', '.join(ENSEMBLES)}")
+    require(not job["ensemble"].startswith("npt") or bool(job["press"]),
+            f"{where}.press = {job['press']}: ensemble {job['ensemble']!r} needs a list of pressures (bar)")
+    require(job["nsteps"] >= job["trj_freq"],
+            f"{where}: trj_freq = {job['trj_freq']}, nsteps = {job['nsteps']}: need 0 < trj_freq <= nsteps")
+    require(bool(job["temps"]), f"{where}.temps = {job['temps']}: give at least one temperature (K)")
+
+
+def check_trust(param: dict, n_systems: int) -> None:
+    """Trust levels (top-level, per job, per system) and the selection keys
+    (:func:`dpgen_lite.select.trust.check_trust`).
 
     Raises
     ------
     ParamError
         naming the keys and their values.
     """
-    lo, hi = levels["model_devi_f_trust_lo"], levels["model_devi_f_trust_hi"]
-    require(0 <= lo < hi, f"{where}model_devi_f_trust_lo = {lo}, model_devi_f_trust_hi = {hi}: "
-            "need 0 <= lo < hi (eV/Å), e.g. 0.05 and 0.15")
-    vlo, vhi = levels["model_devi_v_trust_lo"], levels["model_devi_v_trust_hi"]
-    require((vlo is None) == (vhi is None), f"{where}model_devi_v_trust_lo = {vlo}, model_devi_v_trust_hi = "
-            f"{vhi}: give both or neither")
-    if vlo is not None:
-        require(0 <= vlo < vhi, f"{where}model_devi_v_trust_lo = {vlo}, model_devi_v_trust_hi = {vhi}: "
-                "need 0 <= lo < hi (eV)")
-
-
-def job_trust(param: dict, job: dict) -> dict:
-    """The four trust levels of ``job``: its own where given (DP-GEN's per-job keys), else the top-level ones."""
-    return {k: job[k] if job.get(k) is not None else param[k] for k in TRUST_KEYS}
+    check_trust_levels(param, n_systems)
 
 
 @register
@@ -164,10 +178,7 @@ class LammpsEngine(Engine):
             arg("model_devi_jobs", list, "one exploration job per iteration", sub_fields=job_args(), repeat=True),
             arg("model_devi_dt", float, "MD time step, ps", default=0.001),
             arg("model_devi_skip", int, "frames of each task not considered (equilibration), in steps", default=0),
-            arg("model_devi_f_trust_lo", float, "force deviation below which a frame is accurate, eV/Å"),
-            arg("model_devi_f_trust_hi", float, "force deviation from which a frame is failed, eV/Å"),
-            arg("model_devi_v_trust_lo", float, "virial deviation below which a frame is accurate, eV", default=None),
-            arg("model_devi_v_trust_hi", float, "virial deviation from which a frame is failed, eV", default=None),
+            *trust_args(),
             arg("model_devi_clean_traj", [bool, int], "delete trajectories once labelled: true = all, "
                 "an int N = keep those of the last N iterations", default=False),
             arg("model_devi_nopbc", bool, "non-periodic boundaries (molecules in vacuum)", default=False),
@@ -182,8 +193,9 @@ class LammpsEngine(Engine):
 
     @classmethod
     def check(cls, param: dict, n_systems: int) -> None:
-        """Trust levels (top-level and per job), ``sys_idx`` in range, ensembles, pressures, ``trj_freq``."""
-        check_trust(param)
+        """Trust levels (top-level, per job, per system), ``sys_idx`` in range and not repeated,
+        ensembles, pressures, ``trj_freq``, ``model_devi_skip`` below ``nsteps``."""
+        check_trust(param, n_systems)
         clean = param["model_devi_clean_traj"]
         require(isinstance(clean, bool) or clean >= 0,
                 f"model_devi_clean_traj = {clean}: true, false, or a number of iterations >= 0")
@@ -193,14 +205,22 @@ class LammpsEngine(Engine):
                     "so that small forces do not blow the relative deviation up)")
         for j, job in enumerate(param["model_devi_jobs"]):
             where = f"model_devi_jobs[{j}]"
-            check_trust(job_trust(param, job), f"{where}: ")
             bad = [i for i in job["sys_idx"] if not (isinstance(i, int) and 0 <= i < n_systems)]
             require(not bad, f"{where}.sys_idx = {job['sys_idx']}: {bad} out of range; sys_configs has "
                     f"{n_systems} system(s), indices 0..{n_systems - 1}")
-            require(job["ensemble"] in ENSEMBLES,
-                    f"{where}.ensemble = {job['ensemble']!r}: allowed {', '.join(ENSEMBLES)}")
-            require(not job["ensemble"].startswith("npt") or bool(job["press"]),
-                    f"{where}.press = {job['press']}: ensemble {job['ensemble']!r} needs a list of pressures (bar)")
-            require(job["trj_freq"] > 0 and job["nsteps"] >= job["trj_freq"],
-                    f"{where}: trj_freq = {job['trj_freq']}, nsteps = {job['nsteps']}: need 0 < trj_freq <= nsteps")
-            require(bool(job["temps"]), f"{where}.temps = {job['temps']}: give at least one temperature (K)")
+            twice = sorted({i for i in job["sys_idx"] if job["sys_idx"].count(i) > 1})
+            require(not twice, f"{where}.sys_idx = {job['sys_idx']}: {twice} repeated; give each system once "
+                    "(its tasks would be made twice over the same folders)")
+            nsteps, skip = job.get("nsteps"), param["model_devi_skip"]
+            require(nsteps is None or skip < nsteps,
+                    f"model_devi_skip = {skip} >= {where}.nsteps = {nsteps}: every frame of the job would be "
+                    f"skipped and nothing selected; lower model_devi_skip (MD steps) below {nsteps}")
+            require(job["trj_freq"] > 0, f"{where}.trj_freq = {job['trj_freq']}: need a positive number of MD steps")
+            if not job["template"]:
+                check_native_job(job, where)
+
+    @classmethod
+    def check_files(cls, param: dict, base_dir) -> None:
+        """The LAMMPS input templates of the template jobs (:func:`.template.check_templates`)."""
+        from .template import check_templates
+        check_templates(param, base_dir)

@@ -1,1 +1,2 @@
-"""Selection: model deviation and trust levels (:mod:`.model_devi`), the select step (:mod:`.stage`)."""
+"""Selection: model deviation, classification and streaming reading (:mod:`.model_devi`), trust
+levels per system, per job, relative and adaptive (:mod:`.trust`), the select step (:mod:`.stage`)."""
