@@ -201,3 +201,12 @@ def test_examples_param_still_validates(cu_run):
     job = validate_run({**param, "init_data_prefix": "", "init_data_sys": [], "sys_configs_prefix": "confs",
                         "sys_configs": [["00[01]/POSCAR"]], "final_training": None}, folder)[0]["model_devi_jobs"][0]
     assert job["template"] is None and job["temps"] == [300]
+
+
+def test_a_longer_or_finer_run_at_the_same_temperature_is_a_new_condition():
+    """The convergence rule's 'nothing new left': nsteps, trj_freq and dt count, not only T and P."""
+    job = {"sys_idx": [0], "temps": [300], "press": [1.0], "ensemble": "nvt", "nsteps": 1000, "trj_freq": 10}
+    assert conditions(job) == conditions(dict(job))
+    for change in ({"nsteps": 5000}, {"trj_freq": 5}, {"dt": 0.001}, {"temps": [600]}, {"sys_idx": [1]}):
+        assert conditions({**job, **change}) - conditions(job), change
+    assert not conditions({**job, "press": [100.0]}) - conditions(job)  # nvt: the pressure plays no part

@@ -230,10 +230,13 @@ def check_templates(param: dict, base_dir: Path) -> None:
 
 
 def conditions(job: dict) -> set[tuple]:
-    """What a ``model_devi_jobs`` entry explores: ``(sys_idx, ensemble, T, P)`` of a native job,
-    ``(sys_idx, template, ((key, value), ...))`` per task of a template job."""
+    """What a ``model_devi_jobs`` entry explores: ``(sys_idx, ensemble, T, P, nsteps, trj_freq,
+    dt)`` of a native job, ``(sys_idx, template, trj_freq, ((key, value), ...))`` per task of a
+    template job.  A later job differing in any of them (a longer run at the same temperature
+    included) explores something new."""
     if uses_template(job):
-        return {(s, job["template"]["lmp"], tuple(zip(keys, combo)))
+        return {(s, job["template"]["lmp"], job.get("trj_freq"), tuple(zip(keys, combo)))
                 for s in job["sys_idx"] for keys, combos in [revisions(job, s)] for combo in combos}
     press = job["press"] if job["ensemble"].startswith("npt") else [None]
-    return {(s, job["ensemble"], t, p) for s in job["sys_idx"] for t in job["temps"] for p in press}
+    return {(s, job["ensemble"], t, p, job.get("nsteps"), job.get("trj_freq"), job.get("dt"))
+            for s in job["sys_idx"] for t in job["temps"] for p in press}
