@@ -268,6 +268,7 @@ class Cluster:
         as another name of root (uid 0, so its jobs read this machine's Python under /root) with a
         random password and removed by :meth:`stop`; the only login sshd accepts by password."""
         if self.password is None:
+            subprocess.run(["userdel", "-f", PASSWORD_USER], capture_output=True)  # left by a killed session
             subprocess.run(["useradd", "-o", "-u", "0", "-g", "0", "-M", "-d", "/root", "-s", "/bin/bash",
                             PASSWORD_USER], check=True, capture_output=True)
             self.password = "pw-" + os.urandom(12).hex()
