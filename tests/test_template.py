@@ -175,6 +175,15 @@ def test_bad_template_job_is_refused_at_start(cu_run, job, template, expected):
     assert expected in str(err.value)
 
 
+def test_skip_is_checked_against_the_template_steps(cu_run):
+    folder, param = cu_run
+    (folder / "in.lammps").write_text(TEMPLATE)
+    job = template_job(rev_mat={"lmp": {"V_NSTEPS": [2000, 100], "V_TEMP": [300], "V_PRES": [1]}})
+    with pytest.raises(ParamError, match=r"model_devi_skip = 500 >= model_devi_jobs\[0\].rev_mat V_NSTEPS = 100"):
+        validate_run({**tiny(param), "model_devi_skip": 500, "model_devi_jobs": [job]}, folder)
+    validate_run({**tiny(param), "model_devi_skip": 50, "model_devi_jobs": [job]}, folder)
+
+
 def test_dpgen_enhanced_sampling_template_is_refused_for_plumed(cu_run):
     """DP-GEN's own template (examples/run/dp-lammps-enhance_sampling) holds `fix dpgen_plm`: without
     PLUMED here it is refused at start, naming the line, not left to crash in LAMMPS."""

@@ -211,10 +211,11 @@ class LammpsEngine(Engine):
             twice = sorted({i for i in job["sys_idx"] if job["sys_idx"].count(i) > 1})
             require(not twice, f"{where}.sys_idx = {job['sys_idx']}: {twice} repeated; give each system once "
                     "(its tasks would be made twice over the same folders)")
-            nsteps, skip = job.get("nsteps"), param["model_devi_skip"]
-            require(nsteps is None or skip < nsteps,
-                    f"model_devi_skip = {skip} >= {where}.nsteps = {nsteps}: every frame of the job would be "
-                    f"skipped and nothing selected; lower model_devi_skip (MD steps) below {nsteps}")
+            from .template import template_nsteps
+            nsteps, what = (template_nsteps(job), "rev_mat V_NSTEPS") if job["template"] else (job.get("nsteps"), "nsteps")
+            require(nsteps is None or param["model_devi_skip"] < nsteps,
+                    f"model_devi_skip = {param['model_devi_skip']} >= {where}.{what} = {nsteps}: every frame of the "
+                    f"job would be skipped and nothing selected; lower model_devi_skip (MD steps) below {nsteps}")
             require(job["trj_freq"] > 0, f"{where}.trj_freq = {job['trj_freq']}: need a positive number of MD steps")
             if not job["template"]:
                 check_native_job(job, where)

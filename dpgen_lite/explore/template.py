@@ -67,6 +67,18 @@ def revisions(job: dict, sys_idx: int) -> tuple[list[str], list[tuple]]:
     return [*shared, *own], list(itertools.product(*shared.values(), *own.values()))
 
 
+def template_nsteps(job: dict) -> int | None:
+    """The fewest MD steps a template job's tasks run: the smallest ``V_NSTEPS`` value of its
+    ``rev_mat`` / ``sys_rev_mat`` (None when the template takes no ``V_NSTEPS``, or its values
+    are not lists: :func:`check_template_job` reports those)."""
+    given = [(job.get("rev_mat") or {}).get("lmp") or {},
+             *(((job.get("sys_rev_mat") or {}).get(str(s)) or {}).get("lmp") or {} for s in job["sys_idx"])]
+    steps = [v for mat in given if isinstance(mat, dict) and isinstance(mat.get("V_NSTEPS"), list)
+             for v in mat["V_NSTEPS"]]
+    steps = [v for v in steps if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return int(min(steps)) if steps else None
+
+
 def pair_style_line(models: list[str], trj_freq: int, relative: float | None, relative_v: float | None) -> str:
     """``pair_style deepmd`` of the ensemble writing the deviation every ``trj_freq`` steps;
     ``relative``/``relative_v``: ε added to the force (eV/Å) / virial (eV) magnitude."""
