@@ -61,10 +61,9 @@ class Stale:
 def _iteration(work_dir: Path, iteration: int, first_step: int = 0) -> list[Stale]:
     """The stale folders of ``iteration`` when its steps from ``first_step`` on are not recorded."""
     folder = Path(work_dir) / f"iter.{iteration:06d}"
-    owned = [(s, *v) for s, v in LOOP_OWNED.items() if s >= first_step]
     out, seen = [], set()
-    for _, name, stage, keep in owned:  # 02.fp whole (step 5) before 02.fp but the selection (6)
-        if name not in seen and (folder / name).exists():
+    for step, (name, stage, keep) in LOOP_OWNED.items():  # 02.fp whole (step 5) before 02.fp but the selection (6)
+        if step >= first_step and name not in seen and (folder / name).exists():
             out.append(Stale(folder / name, stage, keep))
             seen.add(name)
     return out
@@ -117,15 +116,18 @@ def forget(ctx: Context, paths: list[Stale]) -> None:
         if item.stage and item.path.is_dir():
             discard(ctx.stage_conf(item.stage), ctx.work_dir, str(rel))
         kept = {p for pattern in item.keep for p in item.path.glob(pattern)}
-        if not kept and item.path.is_dir():
-            shutil.rmtree(item.path)
-        elif not item.path.is_dir():
-            item.path.unlink()
-        else:
-            for p in set(item.path.iterdir()) - kept:
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        for p in set(item.path.iterdir()) - kept if kept else [item.path]:
+            _remove(p)
         log.info("removed %s%s: written by a step that is not in record.dpgen", rel,
                  f" (but {len(kept)} file(s) of the selection)" if kept else "")
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link or a folder (not what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 def check_redo(work_dir: Path, iteration: int, step: int) -> None:
