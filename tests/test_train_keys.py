@@ -243,16 +243,14 @@ def test_one_h5(data_dir, tmp_path, monkeypatch):
     assert captured_tasks(monkeypatch, ctx, 2)["forward_common_files"] == ["data.hdf5"]
 
 
-def test_hdf5_systems_are_linked_by_file(data_dir, tmp_path, monkeypatch):
+def test_hdf5_systems_are_linked_by_file(data_dir, tmp_path):
     """A system given as ``file.h5#/group`` (deepmd/hdf5): the file is linked once, the
     group named; its batch size comes from the HDF5 data."""
     h5 = tmp_path / "more.hdf5"
     with h5py.File(h5, "w") as f:
         for name, n in (("a", 2), ("b", 3)):
             emt_frames(n, seed=n, atoms=CU4).to("deepmd/hdf5", f.create_group(name))
-    monkeypatch.setattr(stage, "entry_systems", lambda path: [Path(f"{h5}#/a"), Path(f"{h5}#/b")]
-                        if path.name == "init4" else [path])
-    _, jin = made(data_dir, tmp_path, 0, init_batch_size=[1, "auto"])
+    _, jin = made(data_dir, tmp_path, 0, init_data_sys=["init", str(h5)], init_batch_size=[1, "auto"])
     data = jin[0]["training"]["training_data"]
     assert data["systems"] == ["../data/sys.000", "../data/h5.000.hdf5#/a", "../data/h5.000.hdf5#/b"]
     assert data["batch_size"] == [1, 2, 3]  # 'auto': min(ceil(32 / 4), frames)
