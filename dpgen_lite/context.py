@@ -46,6 +46,11 @@ class Context:
     @property
     def masses(self) -> list[float]:
         """Atomic masses in ``type_map`` order, g/mol."""
-        if self.param["mass_map"] == "auto":
-            return [float(atomic_masses[atomic_numbers[e]]) for e in self.param["type_map"]]
-        return list(self.param["mass_map"])
+        return masses(self.param)
+
+
+def masses(param: dict) -> list[float]:
+    """Atomic masses in ``type_map`` order, g/mol: ``mass_map``, or ASE's with ``"auto"``."""
+    if param["mass_map"] == "auto":
+        return [float(atomic_masses[atomic_numbers[e]]) for e in param["type_map"]]
+    return list(param["mass_map"])

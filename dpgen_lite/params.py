@@ -6,6 +6,7 @@ key, the value found and what is allowed.  Nothing here imports a stage.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -26,6 +27,27 @@ def require(cond: bool, message: str) -> None:
     """Raise :class:`ParamError` with ``message`` unless ``cond``."""
     if not cond:
         raise ParamError(message)
+
+
+def instantiate(path: str, kwargs: dict, key: str, example: str):
+    """An instance of the class at import path ``path`` (``pkg.module.Class``) built with ``kwargs``
+    (an ASE calculator or constraint named in ``param.json``).
+
+    Raises
+    ------
+    ParamError
+        naming ``key``, when the class cannot be imported or built; ``example`` is a valid path.
+    """
+    module_name, _, cls_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ParamError(f"{key} = {path!r} cannot be imported ({err}); give the full import path of a "
+                         f"class, e.g. {example!r}") from err
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ParamError(f"{key} = {path!r} with kwargs {kwargs}: {err}") from err
 
 
 def load_file(path: Path) -> dict:

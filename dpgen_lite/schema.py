@@ -98,7 +98,7 @@ def screen_fp(data: dict) -> tuple[dict, list[str], list[str]]:
     for key, registry, refused in (("fp_style", FP_STYLES, REFUSED_FP_STYLES),
                                    ("model_devi_engine", ENGINES, REFUSED_ENGINES)):
         value = data.get(key)
-        if key in data and value not in registry and value not in refused:
+        if key in data and value not in registry.load() and value not in refused:
             close = difflib.get_close_matches(str(value), list(registry), n=1)
             errors.append(f"{key} = {value!r}: allowed {', '.join(sorted(registry))}"
                           + (f"; did you mean {close[0]!r}?" if close else ""))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .context import FP, MODEL_DEVI, TRAIN, Context, log
 from .dispatch import discard
-from .explore.lammps import TRAJ_FILE
+from .explore.base import ENGINES
 from .params import ParamError
 from .record import read_json, read_record
 from .select.stage import SELECTION
@@ -140,7 +140,8 @@ def check_redo(work_dir: Path, iteration: int, step: int) -> None:
         naming the missing trajectories and the step to redo instead (3, make_model_devi).
     """
     md = Path(work_dir) / f"iter.{iteration:06d}" / MODEL_DEVI
-    if step in (5, 6) and md.is_dir() and not any(md.glob(f"task.*/{TRAJ_FILE}")):
-        raise ParamError(f"{md}: the MD trajectories ({TRAJ_FILE}) were deleted (model_devi_clean_traj), "
+    trajs = sorted({cls.traj_file for cls in ENGINES.load().values()})
+    if step in (5, 6) and md.is_dir() and not any(any(md.glob(f"task.*/{t}")) for t in trajs):
+        raise ParamError(f"{md}: the MD trajectories ({' or '.join(trajs)}) were deleted (model_devi_clean_traj), "
                          f"so the candidates of iteration {iteration} cannot be labelled again: "
                          f"redo from step 3 (make_model_devi) instead")

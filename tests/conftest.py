@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import ase.build
@@ -10,6 +11,8 @@ import dpdata
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
+
+from dpgen_lite.dispatch import executable
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -63,3 +66,29 @@ def copy_example(name: str, dest: Path) -> Path:
     """Copy ``examples/<name>`` into ``dest``; return the copy."""
     shutil.copytree(EXAMPLES / name, dest)
     return dest
+
+
+THREADS = {"OMP_NUM_THREADS": "1", "TF_INTRA_OP_PARALLELISM_THREADS": "1", "TF_INTER_OP_PARALLELISM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> list[Path]:
+    """Two DeePMD models of Cu (the quickstart's network), 30 training steps on EMT frames
+    each, different seeds: ``dp --tf train`` and ``dp --tf freeze``."""
+    folder = tmp_path_factory.mktemp("models")
+    emt_frames(6).to("deepmd/npy", str(folder / "data"))
+    out = []
+    for k in range(2):
+        work = folder / str(k)
+        work.mkdir()
+        train = json.loads((EXAMPLES / "cu_emt" / "param.json").read_text())["default_training_param"]
+        train["model"]["descriptor"]["seed"] = train["model"]["fitting_net"]["seed"] = k + 1
+        train["training"].update(numb_steps=30, disp_freq=10, save_freq=30, seed=k + 1,
+                                 training_data={"systems": ["../data"], "batch_size": 1})
+        train["learning_rate"]["decay_steps"] = 10
+        (work / "input.json").write_text(json.dumps(train))
+        env = {**os.environ, **THREADS}
+        for args in (["train", "input.json"], ["freeze", "-o", "graph.pb"]):
+            subprocess.run([executable("dp"), "--tf", *args], cwd=work, check=True, env=env, capture_output=True)
+        out.append(work / "graph.pb")
+    return out

@@ -1,8 +1,9 @@
-"""An ASE calculator for tests: EMT that crashes (raises) like a DFT code dying."""
+"""ASE objects for tests: EMT that crashes (raises) like a DFT code dying, a constraint that fails midway."""
 
 from pathlib import Path
 
 from ase.calculators.emt import EMT
+from ase.constraints import FixAtoms
 
 
 class CrashingEMT(EMT):
@@ -20,3 +21,18 @@ class CrashingEMT(EMT):
         if Path.cwd().name in self.crash_in:
             raise RuntimeError(f"{Path.cwd().name}: the licence server is down")
         super().calculate(atoms, properties, system_changes)
+
+
+class CrashingFixAtoms(FixAtoms):
+    """FixAtoms that raises after ``after`` position updates when it runs in a folder named in
+    ``crash_in`` (an MD task's folder): an MD blowing up midway."""
+
+    def __init__(self, indices, after: int = 0, crash_in: list[str] = ()):
+        super().__init__(indices=indices)
+        self.after, self.crash_in, self.calls = after, set(crash_in), 0
+
+    def adjust_positions(self, atoms, new):
+        self.calls += 1
+        if Path.cwd().name in self.crash_in and self.calls > self.after:
+            raise RuntimeError(f"{Path.cwd().name}: atoms flew apart")
+        super().adjust_positions(atoms, new)

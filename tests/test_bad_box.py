@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dpgen_lite.context import FP, MODEL_DEVI, Context
-from dpgen_lite.explore.lammps import TRAJ_FILE
+from dpgen_lite.explore.outcome import TRAJ_FILE
 from dpgen_lite.label.bad_box import box_ratios, is_bad_box, parse_skip_bad_box
 from dpgen_lite.label.stage import make_fp
 from dpgen_lite.select.stage import SELECTION

@@ -5,14 +5,13 @@ of deviation rows with dump frames (checked on files as LAMMPS writes them)."""
 import json
 import logging
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dpgen_lite.context import Context
-from dpgen_lite.dispatch import executable
+from dpgen_lite.explore.lammps import LammpsEngine
 from dpgen_lite.explore.outcome import REPORT, NoMDFrames, align, check_tasks, dump_frames
 from dpgen_lite.explore.stage import make_model_devi, run_model_devi
 from dpgen_lite.label.stage import candidate_frames
@@ -20,35 +19,8 @@ from dpgen_lite.schema import validate_run
 from dpgen_lite.select.model_devi import read_model_devi
 from dpgen_lite.select.stage import select
 
-from .conftest import EXAMPLES, emt_frames
 from .test_loop import tiny
 from .test_template import TEMPLATE, template_job
-
-THREADS = {"OMP_NUM_THREADS": "1", "TF_INTRA_OP_PARALLELISM_THREADS": "1", "TF_INTER_OP_PARALLELISM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> list[Path]:
-    """Two DeePMD models of Cu (the quickstart's network), 30 training steps on EMT frames
-    each, different seeds: ``dp --tf train`` and ``dp --tf freeze``."""
-    folder = tmp_path_factory.mktemp("models")
-    emt_frames(6).to("deepmd/npy", str(folder / "data"))
-    out = []
-    for k in range(2):
-        work = folder / str(k)
-        work.mkdir()
-        train = json.loads((EXAMPLES / "cu_emt" / "param.json").read_text())["default_training_param"]
-        train["model"]["descriptor"]["seed"] = train["model"]["fitting_net"]["seed"] = k + 1
-        train["training"].update(numb_steps=30, disp_freq=10, save_freq=30, seed=k + 1,
-                                 training_data={"systems": ["../data"], "batch_size": 1})
-        train["learning_rate"]["decay_steps"] = 10
-        (work / "input.json").write_text(json.dumps(train))
-        env = {**os.environ, **THREADS}
-        for args in (["train", "input.json"], ["freeze", "-o", "graph.pb"]):
-            subprocess.run([executable("dp"), "--tf", *args], cwd=work, check=True, env=env, capture_output=True)
-        out.append(work / "graph.pb")
-    return out
-
 
 def run_folder(folder: Path, param: dict, models: list[Path], jobs: list[dict], template: str, **kw) -> Context:
     """The quickstart's run folder (shrunk as tests/test_loop.py's tiny()) with ``jobs``, the
@@ -196,8 +168,8 @@ def test_every_task_failing_before_a_frame_stops_the_run(tmp_path):
         write_task(tmp_path / f"task.000.{k:06d}", [], [], code=127)
         (tmp_path / f"task.000.{k:06d}" / "model_devi.err").write_text("sh: 1: lmp: not found\n")
     with pytest.raises(NoMDFrames, match="every MD task failed before its first frame .*lmp: not found"):
-        check_tasks(tmp_path, set(), set())
+        check_tasks(tmp_path, set(), LammpsEngine({}))
     write_task(tmp_path / "task.000.000002", [0, 10], [(0, 4), (10, 4)], code=0)
-    report = check_tasks(tmp_path, set(), set())
+    report = check_tasks(tmp_path, set(), LammpsEngine({}))
     assert [f["task"] for f in report["failed"]] == ["task.000.000000", "task.000.000001"]
     assert report["failed"][0]["reason"] == "sh: 1: lmp: not found"

@@ -137,7 +137,7 @@ def test_truncate_record_and_redo_command(tmp_path):
 def test_redo_of_the_labelling_needs_the_trajectories(tmp_path):
     folder = make_run(tmp_path)
     (folder / "iter.000001/01.model_devi/task.000.000000/traj.dump").unlink()
-    with pytest.raises(ParamError, match=r"trajectories \(traj.dump\) were deleted .* redo from step 3"):
+    with pytest.raises(ParamError, match=r"trajectories \(traj.dump or traj.traj\) were deleted .* redo from step 3"):
         check_redo(folder, 1, 6)
     check_redo(folder, 1, 3)  # the MD runs again
     out = subprocess.run([sys.executable, "-m", "dpgen_lite.cli", "redo", "1", "5", str(folder)],

@@ -14,6 +14,7 @@ import pytest
 
 import dpgen_lite.select.model_devi as model_devi
 from dpgen_lite.context import Context
+from dpgen_lite.explore.lammps import LammpsEngine
 from dpgen_lite.params import ParamError
 from dpgen_lite.schema import validate_run
 from dpgen_lite.select.model_devi import (ACCURATE, CANDIDATE, FAILED, Adaptive, TrustLevels, classify,
@@ -107,7 +108,7 @@ class Collect:
 def run_classify(tmp_path, task_dirs, trust, skip=0, **kw):
     names = [str(t.relative_to(tmp_path)) for t in task_dirs]
     sink = Collect(names)
-    frames = classify_tasks(task_dirs, tmp_path, trust, skip, sink=sink, **kw)
+    frames = classify_tasks(LammpsEngine({}), task_dirs, tmp_path, trust, skip, sink=sink, **kw)
     cands = [(names[t], s) for t, s, _ in frames.candidates.tolist()]
     return frames, sink.frames[ACCURATE], cands, sink.frames[FAILED]
 

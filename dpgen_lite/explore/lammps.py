@@ -1,5 +1,7 @@
-"""LAMMPS exploration inputs: MD driven by the model ensemble, writing the model deviation.
+"""The LAMMPS engine: MD driven by the model ensemble through deepmd-kit's ``pair_style deepmd``.
 
+A job gives conditions (``ensemble``, ``temps``, ``press``, ``nsteps``...), for which the
+input is generated here (:func:`lammps_input`), or a DP-GEN template (:mod:`.template`).
 Every task runs ``pair_style deepmd graph.000.pb graph.001.pb ... out_freq trj_freq
 out_file model_devi.out`` in units ``metal`` (Å, eV, ps, bar, K) and dumps the
 trajectory every ``trj_freq`` steps to ``traj.dump``, so dump frame k is row k of
@@ -8,16 +10,21 @@ trajectory every ``trj_freq`` steps to ``traj.dump``, so dump frame k is row k o
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dpdata
 from dargs import Argument
 
+from ..context import masses as type_masses
+from ..dispatch import TaskSpec, executable
 from ..params import arg, require
-from ..select.trust import TRUST_KEYS, job_trust, job_trust_args, trust_args  # noqa: F401 (re-exported)
-from ..select.trust import check_trust as check_trust_levels
-from .base import Engine, register
+from ..select.model_devi import dump_rms_force
+from .base import (ERR_FILE, MODEL_DEVI_FILE, OUT_FILE, Engine, check_md_job, md_conditions, md_job_args,
+                   register, relative_keywords, velocity_seed)
+from .outcome import LOG_FILE, TRAJ_FILE, align, check_tasks
+from .template import check_templates, revise, revisions, template_nsteps, uses_template
 
 ENSEMBLES = ("nvt", "nve", "npt", "npt-i", "npt-iso", "npt-a", "npt-aniso", "npt-t", "npt-tri")
-TRAJ_FILE = "traj.dump"
-MODEL_DEVI_FILE = "model_devi.out"
 
 _BAROSTAT = {
     "npt": "iso", "npt-i": "iso", "npt-iso": "iso",
@@ -109,119 +116,117 @@ def lammps_input(
     return "\n".join(lines) + "\n"
 
 
-def job_args() -> list[Argument]:
-    """Keys of one ``model_devi_jobs`` entry (DP-GEN's)."""
-    return [
-        arg("sys_idx", list, "indices into sys_configs explored by this job"),
-        arg("temps", list, "temperatures, K (without template)", default=None),
-        arg("press", list, "pressures, bar (npt ensembles)", default=None),
-        arg("trj_freq", int, "steps between dumped frames / model deviation rows", alias=["traj_freq", "t_freq"]),
-        arg("nsteps", int, "MD steps per task (without template)", default=None),
-        arg("ensemble", str, f"one of {', '.join(ENSEMBLES)} (without template)", default=None),
-        arg("template", dict, "LAMMPS input template: {\"lmp\": path relative to the run folder}", default=None,
-            sub_fields=[arg("lmp", str, "the LAMMPS input template"),
-                        arg("plm", str, "PLUMED input template (refused: no PLUMED here)", default=None)]),
-        arg("rev_mat", dict, "placeholder values of the template: {\"lmp\": {\"V_TEMP\": [300, 600], ...}}; "
-            "every combination is a task", default=None,
-            sub_fields=[arg("lmp", dict, "placeholder -> list of values", default={}),
-                        arg("plm", dict, "PLUMED placeholders (refused: no PLUMED here)", default=None)]),
-        arg("sys_rev_mat", dict, "per-system placeholder values: {\"<sys_idx>\": {\"lmp\": {...}}}", default=None),
-        arg("dt", float, "MD time step of this job, ps (default: model_devi_dt)", default=None),
-        arg("neidelay", int, "LAMMPS neighbour-list delay", default=None),
-        arg("taut", float, "thermostat damping, ps", default=0.1),
-        arg("taup", float, "barostat damping, ps", default=0.5),
-        *job_trust_args(),
-    ]
-
-
-def check_native_job(job: dict, where: str) -> None:
-    """A job without template: ensemble, temperatures (K), pressures (bar, ``npt*``), ``nsteps`` >= ``trj_freq``.
-
-    Raises
-    ------
-    ParamError
-        naming the key, the value and the fix.
-    """
-    for key in ("temps", "nsteps", "ensemble"):
-        require(job[key] is not None, f"{where}.{key}: missing; a job without template gives temps, nsteps and "
-                "ensemble (or a LAMMPS input template: template, rev_mat)")
-    require(job["ensemble"] in ENSEMBLES, f"{where}.ensemble = {job['ensemble']!r}: allowed {', '.join(ENSEMBLES)}")
-    require(not job["ensemble"].startswith("npt") or bool(job["press"]),
-            f"{where}.press = {job['press']}: ensemble {job['ensemble']!r} needs a list of pressures (bar)")
-    require(job["nsteps"] >= job["trj_freq"],
-            f"{where}: trj_freq = {job['trj_freq']}, nsteps = {job['nsteps']}: need 0 < trj_freq <= nsteps")
-    require(bool(job["temps"]), f"{where}.temps = {job['temps']}: give at least one temperature (K)")
-
-
-def check_trust(param: dict, n_systems: int) -> None:
-    """Trust levels (top-level, per job, per system) and the selection keys
-    (:func:`dpgen_lite.select.trust.check_trust`).
-
-    Raises
-    ------
-    ParamError
-        naming the keys and their values.
-    """
-    check_trust_levels(param, n_systems)
-
-
 @register
 class LammpsEngine(Engine):
     """LAMMPS with deepmd-kit's ``pair_style deepmd`` (the DeePMD plugin of the ``lammps`` package)."""
 
     name = "lammps"
+    traj_file = TRAJ_FILE
+    exit_file = "lammps.exit"
+    log_files = (LOG_FILE, OUT_FILE)
 
     @classmethod
     def args(cls) -> list[Argument]:
         """DP-GEN's model-deviation keys of the LAMMPS engine."""
+        return [*super().args(), arg("lmp_neigh_modify_one", int, "LAMMPS neigh_modify one N (most neighbours "
+                                     "of one atom)", default=None)]
+
+    @classmethod
+    def job_args(cls) -> list[Argument]:
+        """Keys of one ``model_devi_jobs`` entry (DP-GEN's): conditions, or a template."""
         return [
-            arg("model_devi_jobs", list, "one exploration job per iteration", sub_fields=job_args(), repeat=True),
-            arg("model_devi_dt", float, "MD time step, ps", default=0.001),
-            arg("model_devi_skip", int, "frames of each task not considered (equilibration), in steps", default=0),
-            *trust_args(),
-            arg("model_devi_clean_traj", [bool, int], "delete trajectories once labelled: true = all, "
-                "an int N = keep those of the last N iterations", default=False),
-            arg("model_devi_nopbc", bool, "non-periodic boundaries (molecules in vacuum)", default=False),
-            arg("shuffle_poscar", bool, "shuffle the atom order of each starting configuration", default=False),
-            arg("use_relative", bool, "trust levels apply to the force deviation relative to the force "
-                "magnitude + epsilon (dimensionless)", default=False),
-            arg("epsilon", float, "with use_relative: added to the force magnitude, eV/Å", default=None),
-            arg("use_relative_v", bool, "the same for the virial deviation", default=False),
-            arg("epsilon_v", float, "with use_relative_v: added to the virial magnitude, eV", default=None),
-            arg("lmp_neigh_modify_one", int, "LAMMPS neigh_modify one N (most neighbours of one atom)", default=None),
+            *md_job_args(ENSEMBLES),
+            arg("template", dict, "LAMMPS input template: {\"lmp\": path relative to the run folder}", default=None,
+                sub_fields=[arg("lmp", str, "the LAMMPS input template"),
+                            arg("plm", str, "PLUMED input template (refused: no PLUMED here)", default=None)]),
+            arg("rev_mat", dict, "placeholder values of the template: {\"lmp\": {\"V_TEMP\": [300, 600], ...}}; "
+                "every combination is a task", default=None,
+                sub_fields=[arg("lmp", dict, "placeholder -> list of values", default={}),
+                            arg("plm", dict, "PLUMED placeholders (refused: no PLUMED here)", default=None)]),
+            arg("sys_rev_mat", dict, "per-system placeholder values: {\"<sys_idx>\": {\"lmp\": {...}}}",
+                default=None),
+            arg("neidelay", int, "LAMMPS neighbour-list delay", default=None),
         ]
 
     @classmethod
     def check(cls, param: dict, n_systems: int) -> None:
-        """Trust levels (top-level, per job, per system), ``sys_idx`` in range and not repeated,
-        ensembles, pressures, ``trj_freq``, ``model_devi_skip`` below ``nsteps``."""
-        check_trust(param, n_systems)
-        clean = param["model_devi_clean_traj"]
-        require(isinstance(clean, bool) or clean >= 0,
-                f"model_devi_clean_traj = {clean}: true, false, or a number of iterations >= 0")
-        for flag, eps in (("use_relative", "epsilon"), ("use_relative_v", "epsilon_v")):
-            require(not param[flag] or (param[eps] is not None and param[eps] > 0),
-                    f"{eps} = {param[eps]}: {flag} needs a positive {eps} (added to the magnitude, "
-                    "so that small forces do not blow the relative deviation up)")
+        """The shared checks (:meth:`.base.Engine.check`); a job's ensemble, pressures,
+        ``trj_freq``; ``model_devi_skip`` below ``nsteps`` (a template's smallest ``V_NSTEPS``)."""
+        super().check(param, n_systems)
+        skip = param["model_devi_skip"]
         for j, job in enumerate(param["model_devi_jobs"]):
             where = f"model_devi_jobs[{j}]"
-            bad = [i for i in job["sys_idx"] if not (isinstance(i, int) and 0 <= i < n_systems)]
-            require(not bad, f"{where}.sys_idx = {job['sys_idx']}: {bad} out of range; sys_configs has "
-                    f"{n_systems} system(s), indices 0..{n_systems - 1}")
-            twice = sorted({i for i in job["sys_idx"] if job["sys_idx"].count(i) > 1})
-            require(not twice, f"{where}.sys_idx = {job['sys_idx']}: {twice} repeated; give each system once "
-                    "(its tasks would be made twice over the same folders)")
-            from .template import template_nsteps
-            nsteps, what = (template_nsteps(job), "rev_mat V_NSTEPS") if job["template"] else (job.get("nsteps"), "nsteps")
-            require(nsteps is None or param["model_devi_skip"] < nsteps,
-                    f"model_devi_skip = {param['model_devi_skip']} >= {where}.{what} = {nsteps}: every frame of the "
-                    f"job would be skipped and nothing selected; lower model_devi_skip (MD steps) below {nsteps}")
-            require(job["trj_freq"] > 0, f"{where}.trj_freq = {job['trj_freq']}: need a positive number of MD steps")
             if not job["template"]:
-                check_native_job(job, where)
+                check_md_job(job, where, ENSEMBLES, skip)
+                continue
+            nsteps = template_nsteps(job)
+            require(nsteps is None or skip < nsteps,
+                    f"model_devi_skip = {skip} >= {where}.rev_mat V_NSTEPS = {nsteps}: every frame of the job "
+                    f"would be skipped and nothing selected; lower model_devi_skip (MD steps) below {nsteps}")
 
     @classmethod
-    def check_files(cls, param: dict, base_dir) -> None:
+    def check_files(cls, param: dict, base_dir: Path) -> None:
         """The LAMMPS input templates of the template jobs (:func:`.template.check_templates`)."""
-        from .template import check_templates
         check_templates(param, base_dir)
+
+    def task_inputs(self, iteration: int, models: list[str], sys_idx: int, first: int,
+                    base_dir: Path) -> list[tuple[dict[str, str], dict]]:
+        """``input.lammps`` of each task: generated per temperature (K) and pressure (bar,
+        ``npt*`` only), or revised from the template per combination of its placeholders'
+        values (``job.json`` holds them, as DP-GEN's)."""
+        p = self.param
+        job = p["model_devi_jobs"][iteration]
+        rel = relative_keywords(p)
+        if uses_template(job):
+            text = (base_dir / job["template"]["lmp"]).read_text()
+            keys, combos = revisions(job, sys_idx)
+            return [({"input.lammps": revise(text, models=models, trj_freq=job["trj_freq"], keys=keys, values=combo,
+                                             neigh_one=p["lmp_neigh_modify_one"], **rel)},
+                     {"template": job["template"]["lmp"], "trj_freq": job["trj_freq"], **dict(zip(keys, combo))})
+                    for combo in combos]
+        out = []
+        for k, (temp, press) in enumerate(md_conditions(job)):
+            text = lammps_input(
+                models=models, masses=type_masses(self.param), temp=temp, press=press, ensemble=job["ensemble"],
+                nsteps=job["nsteps"], trj_freq=job["trj_freq"], dt=job["dt"] or p["model_devi_dt"],
+                seed=velocity_seed(iteration, sys_idx, first + k), tau_t=job["taut"], tau_p=job["taup"],
+                neidelay=job["neidelay"], neigh_one=p["lmp_neigh_modify_one"], nopbc=p["model_devi_nopbc"], **rel)
+            out.append(({"input.lammps": text}, {"temp": temp, "press": press, "ensemble": job["ensemble"],
+                                                  "nsteps": job["nsteps"], "trj_freq": job["trj_freq"]}))
+        return out
+
+    def write_conf(self, system: dpdata.System, task: Path) -> None:
+        """``conf.lmp`` (LAMMPS data file, element order of ``type_map``)."""
+        system.to("lammps/lmp", str(task / "conf.lmp"))
+
+    def task_spec(self, task: Path, command: str | None) -> TaskSpec:
+        """``lmp -i input.lammps; echo $? > lammps.exit; touch <outputs>``: a LAMMPS error ends the
+        task, not the job, so a crash (deterministic with fixed seeds) is not resubmitted, and its
+        outputs up to the crash come back from a remote machine as those of a finished task
+        (dpdispatcher brings back only finished tasks' files)."""
+        outputs = [MODEL_DEVI_FILE, TRAJ_FILE, LOG_FILE]
+        return TaskSpec(path=task.name, command=f"{command or executable('lmp')} -i input.lammps; echo $? > "
+                        f"{self.exit_file}; touch {' '.join(outputs)}", forward_files=["conf.lmp", "input.lammps"],
+                        backward_files=[*outputs, self.exit_file], outlog=OUT_FILE, errlog=ERR_FILE)
+
+    def collect(self, work: Path, failed_jobs: set[str], iteration: int) -> dict:
+        """Crashed tasks and template tasks are aligned by step (:func:`.outcome.align`)."""
+        job = self.param["model_devi_jobs"][iteration]
+        templated = {t.name for t in work.glob("task.*")} if uses_template(job) else set()
+        return check_tasks(work, failed_jobs, self, templated)
+
+    def align(self, task: Path) -> dict:
+        """Make frame k of ``traj.dump`` row k of ``model_devi.out`` (:func:`.outcome.align`)."""
+        return align(task)
+
+    def frames(self, task: Path, type_map: list[str]) -> dpdata.System:
+        """``traj.dump`` through dpdata's ``lammps/dump`` (types mapped to ``type_map``)."""
+        traj = task / TRAJ_FILE
+        if not traj.is_file():
+            raise FileNotFoundError(f"{traj}: the MD trajectory is gone (model_devi_clean_traj?); "
+                                    "redo this iteration from step 3")
+        return dpdata.System(str(traj), fmt="lammps/dump", type_map=type_map)
+
+    def rms_force(self, task: Path) -> float:
+        """From the ``fx fy fz`` columns of ``traj.dump`` (:func:`dpgen_lite.select.model_devi.dump_rms_force`)."""
+        return dump_rms_force(task / TRAJ_FILE)

@@ -1,10 +1,11 @@
 """What the MD tasks of an iteration left: crashed tasks, the frames they wrote, ``md_report.json``.
 
-Each task runs ``lmp -i input.lammps; echo $? > lammps.exit``: a LAMMPS error ("Lost atoms",
-a NaN that ends in one, a bad input line) ends that task only, with its exit code in
-``lammps.exit``, and is not run again (with fixed seeds it would crash again).  Its frames up
-to the crash are used: the rows of ``model_devi.out`` whose step has a whole frame in
-``traj.dump`` (LAMMPS writes the deviation of a step before it finds the atoms lost and stops,
+Each task runs its program, then writes the program's exit code to the engine's
+``exit_file`` (LAMMPS: ``lmp -i input.lammps; echo $? > lammps.exit``): an error ("Lost atoms",
+a NaN that ends in one, a bad input line) ends that task only, and it is not run again (with
+fixed seeds it would crash again).  Its frames up to the crash are used; for LAMMPS
+(:func:`align`), the rows of ``model_devi.out`` whose step has a whole frame in ``traj.dump``
+(LAMMPS writes the deviation of a step before it finds the atoms lost and stops,
 before dumping that step).  A template job's task is aligned the same way, as a template may
 run several ``run`` or ``minimize`` commands (each ``run`` repeats its first step's deviation
 row; a ``minimize`` dumps steps with no row): the files are rewritten so that frame k of
@@ -28,12 +29,12 @@ import numpy as np
 
 from ..context import log
 from ..record import atomic_write
-from .lammps import MODEL_DEVI_FILE, TRAJ_FILE
+from .base import ERR_FILE, MODEL_DEVI_FILE
 
-EXIT_FILE = "lammps.exit"
+#: the LAMMPS dump of a task (DP-GEN: ``traj/*.lammpstrj``)
+TRAJ_FILE = "traj.dump"
 REPORT = "md_report.json"
 LOG_FILE = "log.lammps"
-ERR_FILE = "model_devi.err"
 #: one frame header of a LAMMPS custom dump: step, atom count
 DUMP_FRAME = re.compile(rb"ITEM: TIMESTEP[ \t]*\n[ \t]*(\d+)[ \t]*\nITEM: NUMBER OF ATOMS[ \t]*\n[ \t]*(\d+)")
 #: one whole row of model_devi.out (a line that starts with the step, ends with a newline)
@@ -140,17 +141,17 @@ def align(task: Path) -> dict:
             "frames_dropped": len(frames) - len(keep_frames)}
 
 
-def exit_code(task: Path) -> int | None:
-    """The LAMMPS exit code written to ``lammps.exit``, None if the file is missing."""
-    path = task / EXIT_FILE
+def exit_code(task: Path, exit_file: str) -> int | None:
+    """The program's exit code the task command wrote to ``exit_file``, None if the file is missing."""
+    path = task / exit_file
     text = path.read_text().strip() if path.is_file() else ""
     return int(text) if text.lstrip("-").isdigit() else None
 
 
-def failure_reason(task: Path, code: int | None) -> str:
-    """The last ``ERROR`` line of ``log.lammps`` (or the screen output), else the last line of
+def failure_reason(task: Path, code: int | None, log_files: tuple[str, ...]) -> str:
+    """The last ``ERROR`` line of the first of ``log_files`` that has one, else the last line of
     ``model_devi.err``, else the exit code."""
-    for name in (LOG_FILE, "model_devi.log"):
+    for name in log_files:
         path = task / name
         if path.is_file():
             errors = [line.strip() for line in _tail(path).splitlines() if line.lstrip().startswith("ERROR")]
@@ -170,14 +171,15 @@ def _tail(path: Path, size: int = 65536) -> str:
         return f.read().decode(errors="replace")
 
 
-def check_tasks(work: Path, failed_jobs: set[str], templated: set[str]) -> dict:
+def check_tasks(work: Path, failed_jobs: set[str], engine, always_align: set[str] = frozenset()) -> dict:
     """Collect the outcome of every task of ``work`` (``01.model_devi``), write ``md_report.json``.
 
     Parameters
     ----------
     work : the iteration's ``01.model_devi``
     failed_jobs : names of the tasks whose job failed after all retries (dpdispatcher)
-    templated : names of the tasks made from a template (always aligned, see the module)
+    engine : the :class:`.base.Engine` that ran them (its ``exit_file``, ``log_files`` and ``align``)
+    always_align : names of the tasks aligned even when they did not fail (LAMMPS templates, see the module)
 
     Raises
     ------
@@ -187,14 +189,14 @@ def check_tasks(work: Path, failed_jobs: set[str], templated: set[str]) -> dict:
     tasks = sorted(work.glob("task.*"))
     failed, realigned = [], []
     for task in tasks:
-        code = exit_code(task)
+        code = exit_code(task, engine.exit_file)
         crashed = code not in (None, 0) or (code is None and task.name in failed_jobs)
-        if not (crashed or task.name in templated):
+        if not (crashed or task.name in always_align):
             continue
-        counts = align(task)
+        counts = engine.align(task)
         if crashed:
-            failed.append({"task": task.name, "reason": failure_reason(task, code), "exit_code": code,
-                           "frames": counts["frames"]})
+            failed.append({"task": task.name, "reason": failure_reason(task, code, engine.log_files),
+                           "exit_code": code, "frames": counts["frames"]})
         if counts["rows_dropped"] or counts["frames_dropped"]:
             realigned.append({"task": task.name, **counts})
     report = {"tasks": len(tasks), "failed": failed, "realigned": realigned}
@@ -209,8 +211,8 @@ def check_tasks(work: Path, failed_jobs: set[str], templated: set[str]) -> dict:
         first = failed[0]
         raise NoMDFrames(
             f"{work}: every MD task failed before its first frame (e.g. {first['task']}: {first['reason']}); see "
-            f"{REPORT} and each task's {LOG_FILE} and {ERR_FILE}. Fix the cause (the LAMMPS command of machine.json, "
-            "the template), then redo this iteration's exploration: `dpgen redo ITER 3` and `dpgen run`")
+            f"{REPORT} and each task's {', '.join(engine.log_files)} and {ERR_FILE}. Fix the cause (the command of "
+            "machine.json, the template), then redo this iteration's exploration: `dpgen redo ITER 3` and `dpgen run`")
     return report
 
 

@@ -29,7 +29,8 @@ import re
 from pathlib import Path
 
 from ..params import ParamError, require
-from .lammps import MODEL_DEVI_FILE, TRAJ_FILE
+from .base import MODEL_DEVI_FILE
+from .outcome import TRAJ_FILE
 
 #: a placeholder: ``V_`` and word characters, not preceded by a letter or digit (``NV_X`` is none)
 PLACEHOLDER = re.compile(r"(?<![A-Za-z0-9])V_\w+")

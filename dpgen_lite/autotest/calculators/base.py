@@ -9,7 +9,7 @@ from typing import ClassVar
 from dargs import Argument  # noqa: F401  (type of args())
 from ase import Atoms
 
-from ...params import ParamError, arg as _a
+from ...params import ParamError
 from ..registry import CALCULATORS
 from ..task import TaskResult
 
