@@ -1,8 +1,6 @@
 """DP-GEN's data and exploration keys: init data folders and HDF5, sys_format, shuffle_poscar,
 per-job dt and trust levels, model_devi_nopbc, use_relative, model_devi_clean_traj as an int."""
 
-import json
-from pathlib import Path
 
 import ase.build
 import dpdata
