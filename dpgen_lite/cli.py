@@ -1,4 +1,5 @@
-"""Command line: ``dpgen run``, ``dpgen init_bulk``, ``dpgen check``, ``dpgen status``, ``dpgen autotest``."""
+"""Command line: ``dpgen run``, ``dpgen init_bulk``, ``dpgen check``, ``dpgen status``, ``dpgen report``,
+``dpgen redo``, ``dpgen autotest``."""
 
 from __future__ import annotations
 
@@ -148,6 +149,16 @@ def cmd_status(args) -> None:
     print(f"next: iteration {iteration} step {step} ({name})")
 
 
+def cmd_report(args) -> None:
+    """Print the per-iteration table (or ``--json``) of a run folder and write its figures
+    under ``--out`` (default ``FOLDER/report``); read only, the run folder is not changed."""
+    from .report import collect, figures, table, to_json
+    folder = Path(args.folder)
+    report = collect(folder)
+    written = figures(report, Path(args.out) if args.out else folder / "report")
+    print(to_json(report, written) if args.json else table(report, written))
+
+
 def cmd_redo(args) -> None:
     """Delete the record lines from ``ITER STEP`` on, as a user redoing it by hand does; say
     what the next ``dpgen run`` removes before it redoes them."""
@@ -192,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="where a run stands")
     p.add_argument("work_dir", nargs="?", default=".")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("report", help="per-iteration table and figures of a run (dpgen_lite or DP-GEN); "
+                                      "reads the run folder, writes figures only under --out")
+    p.add_argument("folder", nargs="?", default=".", help="run folder (default: .)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--out", default=None, help="folder of the PNG figures (default: FOLDER/report)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("redo", help="redo a run from ITER STEP on (as deleting those lines of record.dpgen)")
     p.add_argument("iteration", type=int, help="iteration (ITER of iter.ITER)")
     p.add_argument("step", type=int, help="step: 0-8 of the loop (DP-GEN's numbers), 9-16 of the final stage")
@@ -201,13 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     add_autotest(sub)
     args = parser.parse_args(argv)
     from .explore.outcome import NoMDFrames
+    from .stages import StageNotConverged
     from .label.stage import TooManyFailedFpTasks
     try:
         args.func(args)
     except ParamError as err:
         print(f"dpgen: error: {err}", file=sys.stderr)
         return 2
-    except (TooManyFailedFpTasks, NoMDFrames) as err:
+    except (TooManyFailedFpTasks, NoMDFrames, StageNotConverged) as err:
         log.error("%s", err)
         print(f"dpgen: stopped: {err}", file=sys.stderr)
         return 1

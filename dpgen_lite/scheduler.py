@@ -35,7 +35,8 @@ from .explore.template import conditions
 from .label.stage import make_fp, post_fp, run_fp
 from .record import STEP_NAMES, append_record, atomic_write, next_step, read_record
 from .state import MANIFEST, MODELS, check_redo, forget, last_recorded, stale
-from .select.stage import load_selection, select
+from .select.stage import select
+from .stages import StageNotConverged, job_of, position, read_selection
 from .train.final import FINAL, FINAL_STEP_NAMES, FINAL_STEPS, TEST_REPORT, final_models
 from .train.stage import graphs, make_train, post_train, run_train
 
@@ -49,23 +50,44 @@ ALL_STEP_NAMES = STEP_NAMES + FINAL_STEP_NAMES
 
 
 def stop_reason(ctx: Context, iteration: int, step: int) -> str | None:
-    """Why the loop ends before running ``(iteration, step)``, or None to go on."""
+    """Why the loop ends before running ``(iteration, step)``, or None to go on.
+
+    Raises
+    ------
+    StageNotConverged
+        before make_fp of the last iteration a stage with ``fatal_at_max`` may take, unconverged.
+    """
     jobs = ctx.param["model_devi_jobs"]
-    if step == 3 and iteration >= len(jobs):
+    if step == 3 and position(ctx.param, iteration, lambda it: read_selection(ctx, it)) is None:
         return f"model_devi_jobs exhausted after {iteration} iteration(s)"
-    if step == 6:
-        sel = load_selection(ctx, iteration)
-        if not sel["converged"]:
+    if step != 6:
+        return None
+    sel = read_selection(ctx, iteration)
+    j, job = job_of(ctx, iteration)
+    if not sel["converged"]:
+        if sel["repeat"] + 1 < job["max_numb_iter"] or job["max_numb_iter"] == 1:
             return None
-        explored = set().union(*(conditions(j) for j in jobs[: iteration + 1]))
-        new = set().union(set(), *(conditions(j) for j in jobs[iteration + 1:])) - explored
-        if new:
-            log.info("iteration %d is accurate, but later jobs explore %d new condition(s): going on",
-                     iteration, len(new))
-            return None
-        return (f"converged at iteration {iteration}: accurate ratio {sel['accurate_ratio']:.4f} >= "
-                f"convergence_accurate_ratio {ctx.param['convergence_accurate_ratio']}")
-    return None
+        if job["fatal_at_max"]:
+            raise StageNotConverged(
+                f"model_devi_jobs[{j}] has not converged in max_numb_iter = {job['max_numb_iter']} iterations "
+                f"(accurate ratio {sel['accurate_ratio']:.4f} at iteration {iteration}; rule {sel['convergence']}); "
+                "raise max_numb_iter (or set fatal_at_max false) and run again to go on")
+        log.info("model_devi_jobs[%d] has not converged in max_numb_iter = %d iterations: going on to the next "
+                 "job (fatal_at_max is false)", j, job["max_numb_iter"])
+        return None
+    explored = set().union(*(conditions(job) for job in jobs[: j + 1]))
+    new = set().union(set(), *(conditions(job) for job in jobs[j + 1:])) - explored
+    if new:
+        log.info("iteration %d converged (model_devi_jobs[%d]), and later jobs explore %d new condition(s): going "
+                 "on", iteration, j, len(new))
+        return None
+    conv = sel["convergence"]
+    if conv["type"] == "fixed-levels":
+        given = "convergence_accurate_ratio" if job["convergence"] is None else f"model_devi_jobs[{j}] conv_accuracy"
+        return f"converged at iteration {iteration}: accurate ratio {sel['accurate_ratio']:.4f} >= {given} " \
+               f"{conv['conv_accuracy']}"
+    return (f"converged at iteration {iteration}: the adapted lower trust levels changed by less than "
+            f"{conv['conv_tolerance']} over the last {conv['n_checked_steps']} iterations of model_devi_jobs[{j}]")
 
 
 def publish(ctx: Context, iteration: int, reason: str) -> None:

@@ -12,7 +12,7 @@ from dpgen_lite.explore.stage import make_model_devi
 from dpgen_lite.label.stage import clean_trajectories
 from dpgen_lite.params import ParamError
 from dpgen_lite.schema import validate_run
-from dpgen_lite.select.stage import trust_levels
+from dpgen_lite.select.trust import system_trust
 from dpgen_lite.train.data import init_systems
 from tests.conftest import emt_frames
 
@@ -84,9 +84,9 @@ def test_shuffle_poscar_and_lammps_keys(cu_run):
     text = (task / "input.lammps").read_text()
     assert "timestep 0.0005" in text and "boundary f f f" in text and "neigh_modify one 5000" in text
     assert " relative 1.0" in text
-    trust = trust_levels(ctx.param, 0)
+    trust = system_trust(ctx.param, ctx.param["model_devi_jobs"][0], 0)
     assert (trust.f_lo, trust.f_hi) == (0.02, 0.3)
-    assert trust_levels(ctx.param, 1).f_lo == param["model_devi_f_trust_lo"]
+    assert system_trust(ctx.param, ctx.param["model_devi_jobs"][1], 0).f_lo == param["model_devi_f_trust_lo"]
 
 
 def test_relative_needs_epsilon(cu_run):

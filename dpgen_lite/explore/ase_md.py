@@ -70,11 +70,10 @@ class AseEngine(Engine):
             for k, c in enumerate(job["constraints"]):
                 instantiate(c["class"], c["kwargs"], f"{where}.constraints[{k}].class", "ase.constraints.FixAtoms")
 
-    def task_inputs(self, iteration: int, models: list[str], sys_idx: int, first: int,
+    def task_inputs(self, job: dict, iteration: int, models: list[str], sys_idx: int, first: int,
                     base_dir: Path) -> list[tuple[dict[str, str], dict]]:
         """``ase_md.json`` of each task: one per temperature (K) and pressure (bar, ``npt*`` only)."""
         p = self.param
-        job = p["model_devi_jobs"][iteration]
         out = []
         for k, (temp, press) in enumerate(md_conditions(job)):
             settings = {"models": models, "ensemble": job["ensemble"], "temp": temp, "press": press,
@@ -99,7 +98,7 @@ class AseEngine(Engine):
                         f"{self.exit_file}; touch {' '.join(outputs)}", forward_files=["POSCAR", SETTINGS],
                         backward_files=[*outputs, self.exit_file], outlog=OUT_FILE, errlog=ERR_FILE)
 
-    def collect(self, work: Path, failed_jobs: set[str], iteration: int) -> dict:
+    def collect(self, work: Path, failed_jobs: set[str], job: dict) -> dict:
         """Failed tasks keep the frames written before the error (:func:`.outcome.check_tasks`)."""
         return check_tasks(work, failed_jobs, self)
 

@@ -37,6 +37,7 @@ from ..params import ParamError, arg, require
 from ..registry import Registry
 from ..select.model_devi import iter_model_devi
 from ..select.trust import check_trust, job_trust_args, trust_args
+from ..stages import check_stages, stage_args
 
 ENGINES = Registry("dpgen_lite.explore", "model_devi_engine")
 register = ENGINES.register
@@ -84,7 +85,8 @@ class Engine:
     @classmethod
     def check(cls, param: dict, n_systems: int) -> None:
         """Cross-key checks of the engine's keys in a normalized ``param.json``: trust levels
-        (top-level, per job, per system), ``sys_idx`` in range and not repeated,
+        (top-level, per job, per system), the stage keys (:func:`dpgen_lite.stages.check_stages`),
+        ``sys_idx`` in range and not repeated,
         ``model_devi_clean_traj``, ``epsilon`` with ``use_relative``.
 
         Raises
@@ -93,6 +95,7 @@ class Engine:
             naming the key, the value and what is allowed.
         """
         check_trust(param, n_systems)
+        check_stages(param)
         clean = param["model_devi_clean_traj"]
         require(isinstance(clean, bool) or clean >= 0,
                 f"model_devi_clean_traj = {clean}: true, false, or a number of iterations >= 0")
@@ -121,12 +124,13 @@ class Engine:
         """
 
     # ---- tasks ----------------------------------------------------------------------------
-    def task_inputs(self, iteration: int, models: list[str], sys_idx: int, first: int,
+    def task_inputs(self, job: dict, iteration: int, models: list[str], sys_idx: int, first: int,
                     base_dir: Path) -> list[tuple[dict[str, str], dict]]:
         """The tasks of one starting configuration of system ``sys_idx`` in ``iteration``.
 
         Parameters
         ----------
+        job : the ``model_devi_jobs`` entry the iteration explores
         models : the ensemble's frozen models as seen from a task folder
         first : the number of the first task (seeds depend on it)
         base_dir : the run folder (templates are relative to it)
@@ -146,7 +150,7 @@ class Engine:
         ``model_devi.command`` (None: the engine's default)."""
         raise NotImplementedError
 
-    def collect(self, work: Path, failed_jobs: set[str], iteration: int) -> dict:
+    def collect(self, work: Path, failed_jobs: set[str], job: dict) -> dict:
         """The outcome of every task of ``work`` (``01.model_devi``): align deviations and frames,
         write ``md_report.json`` (:func:`.outcome.check_tasks`).
 
@@ -198,7 +202,8 @@ def shared_args(job_args: list[Argument]) -> list[Argument]:
     """DP-GEN's model-deviation keys that every engine reads, with ``job_args`` as the keys of
     a ``model_devi_jobs`` entry."""
     return [
-        arg("model_devi_jobs", list, "one exploration job per iteration", sub_fields=job_args, repeat=True),
+        arg("model_devi_jobs", list, "the exploration jobs, in order: each is explored in one iteration, or "
+            "repeated until it converges (stage keys)", sub_fields=[*job_args, *stage_args()], repeat=True),
         arg("model_devi_dt", float, "MD time step, ps", default=0.001),
         arg("model_devi_skip", int, "frames of each task not considered (equilibration), in steps", default=0),
         *trust_args(),

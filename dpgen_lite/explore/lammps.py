@@ -169,13 +169,12 @@ class LammpsEngine(Engine):
         """The LAMMPS input templates of the template jobs (:func:`.template.check_templates`)."""
         check_templates(param, base_dir)
 
-    def task_inputs(self, iteration: int, models: list[str], sys_idx: int, first: int,
+    def task_inputs(self, job: dict, iteration: int, models: list[str], sys_idx: int, first: int,
                     base_dir: Path) -> list[tuple[dict[str, str], dict]]:
         """``input.lammps`` of each task: generated per temperature (K) and pressure (bar,
         ``npt*`` only), or revised from the template per combination of its placeholders'
         values (``job.json`` holds them, as DP-GEN's)."""
         p = self.param
-        job = p["model_devi_jobs"][iteration]
         rel = relative_keywords(p)
         if uses_template(job):
             text = (base_dir / job["template"]["lmp"]).read_text()
@@ -209,9 +208,8 @@ class LammpsEngine(Engine):
                         f"{self.exit_file}; touch {' '.join(outputs)}", forward_files=["conf.lmp", "input.lammps"],
                         backward_files=[*outputs, self.exit_file], outlog=OUT_FILE, errlog=ERR_FILE)
 
-    def collect(self, work: Path, failed_jobs: set[str], iteration: int) -> dict:
+    def collect(self, work: Path, failed_jobs: set[str], job: dict) -> dict:
         """Crashed tasks and template tasks are aligned by step (:func:`.outcome.align`)."""
-        job = self.param["model_devi_jobs"][iteration]
         templated = {t.name for t in work.glob("task.*")} if uses_template(job) else set()
         return check_tasks(work, failed_jobs, self, templated)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..context import MODEL_DEVI, Context, log
 from ..dispatch import TaskFailures, run_tasks
+from ..stages import job_of
 from ..train.stage import graphs
 from .base import JOB_FILE, engine
 from .configs import read_config, resolve_configs, shuffled
@@ -33,7 +34,7 @@ def make_model_devi(ctx: Context, iteration: int) -> None:
     """Write the MD task folders (the configuration, the engine's inputs, ``job.json``) and link
     the ensemble's models into ``01.model_devi``."""
     p = ctx.param
-    job = p["model_devi_jobs"][iteration]
+    j, job = job_of(ctx, iteration)
     md = engine(p)
     work = ctx.path(iteration, MODEL_DEVI)
     shutil.rmtree(work, ignore_errors=True)
@@ -45,7 +46,7 @@ def make_model_devi(ctx: Context, iteration: int) -> None:
         counter = 0
         for conf in configs[sys_idx]:
             system = read_config(conf, p)
-            for files, meta in md.task_inputs(iteration, models, sys_idx, counter, ctx.work_dir):
+            for files, meta in md.task_inputs(job, iteration, models, sys_idx, counter, ctx.work_dir):
                 task = work / f"task.{sys_idx:03d}.{counter:06d}"
                 task.mkdir()
                 md.write_conf(shuffled(system, [iteration, sys_idx, counter]) if p["shuffle_poscar"] else system,
@@ -55,7 +56,7 @@ def make_model_devi(ctx: Context, iteration: int) -> None:
                 (task / JOB_FILE).write_text(json.dumps({"sys_idx": sys_idx, "conf": str(conf), **meta}))
                 counter += 1
         n_tasks += counter
-    log.info("%s: %d MD tasks (%s, %s)", ctx.rel(iteration, MODEL_DEVI), n_tasks, md.name,
+    log.info("%s: %d MD tasks (model_devi_jobs[%d], %s, %s)", ctx.rel(iteration, MODEL_DEVI), n_tasks, j, md.name,
              f"template {job['template']['lmp']}" if job.get("template") else job["ensemble"])
 
 
@@ -84,4 +85,4 @@ def run_model_devi(ctx: Context, iteration: int) -> None:
     except TaskFailures as err:
         log.warning("%s: %s", ctx.rel(iteration, MODEL_DEVI), err)
         failed = {Path(t).name for t in err.failed}
-    md.collect(work, failed, iteration)
+    md.collect(work, failed, job_of(ctx, iteration)[1])

@@ -21,7 +21,7 @@ from ..context import FP, MODEL_DEVI, Context, log
 from ..dispatch import TaskFailures, TaskSpec, discard, run_tasks
 from ..explore.base import engine
 from ..record import atomic_write, read_json
-from ..select.stage import load_selection
+from ..stages import read_selection
 from .bad_box import is_bad_box, parse_skip_bad_box
 from .base import FpStyle, FpTaskFailed, get_style
 
@@ -151,7 +151,7 @@ def candidate_frames(ctx: Context, iteration: int) -> tuple[list[tuple[int, dpda
     frames = []
     skipped = 0
     trajs: dict[str, dpdata.System] = {}
-    for sys_key, info in sorted(load_selection(ctx, iteration)["systems"].items()):
+    for sys_key, info in sorted(read_selection(ctx, iteration)["systems"].items()):
         for task, step, row in sorted(info["chosen"]):
             if task not in trajs:
                 trajs[task] = md.frames(ctx.work_dir / task, p["type_map"])

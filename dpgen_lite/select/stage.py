@@ -27,18 +27,11 @@ from ..explore.outcome import failed_tasks
 from ..record import atomic_write
 from .model_devi import (ACCURATE, CANDIDATE, COL_MAX_F, COL_MAX_V, COL_STEP, FAILED, Adaptive, TopFrames,
                          TrustLevels, classify, number_to_label, pick)
+from ..stages import SELECTION, converged, job_of, rule, stage_history
 from .trust import adaptive, job_trust, system_trust
-
-SELECTION = "selection.json"
 
 #: receives frames as they are classified: ``(ACCURATE or FAILED, task indices, steps)``
 Sink = Callable[[int, np.ndarray, np.ndarray], None]
-
-
-def trust_levels(param: dict, iteration: int, sys_idx: int = 0) -> TrustLevels:
-    """The trust levels of system ``sys_idx`` in ``iteration``: its ``model_devi_jobs`` entry's own,
-    else the top-level ones; a list or dict value gives the system's level (before adaptation)."""
-    return system_trust(param, param["model_devi_jobs"][iteration], sys_idx)
 
 
 @dataclass
@@ -209,13 +202,14 @@ def select(ctx: Context, iteration: int) -> dict:
     Returns the summary written to ``selection.json``.
     """
     p = ctx.param
-    job = p["model_devi_jobs"][iteration]
+    j, job = job_of(ctx, iteration)
+    history = stage_history(ctx, iteration)
     adapt = adaptive(p)
     md = engine(p)
     work, fp = ctx.path(iteration, MODEL_DEVI), ctx.path(iteration, FP)
     fp.mkdir(parents=True, exist_ok=True)
     levels = job_trust(p, job)
-    summary = {"iteration": iteration,
+    summary = {"iteration": iteration, "job": j, "repeat": len(history),
                "trust_levels": dict(zip(("f_lo", "f_hi", "v_lo", "v_hi"), levels.values())),
                "adapt_trust_lo": None if adapt is None else vars(adapt),
                "f_avg_relative": bool(p["model_devi_f_avg_relative"]), "systems": {}}
@@ -257,15 +251,13 @@ def select(ctx: Context, iteration: int) -> dict:
                  sys_idx, counts[1], 100 * counts[1] / n_all, counts[0], 100 * accurate_ratio,
                  counts[2], 100 * counts[2] / n_all, len(chosen))
     ratio = float(totals[0] / max(totals.sum(), 1))
-    threshold = p["convergence_accurate_ratio"]
-    summary.update(accurate_ratio=ratio, converged=threshold is not None and ratio >= threshold)
-    log.info("iteration %d: accurate ratio %.4f over %d frames%s", iteration, ratio, totals.sum(),
-             f" (convergence at {threshold})" if threshold is not None else "")
+    summary["accurate_ratio"] = ratio
+    conv = rule(p, job)
+    summary.update(convergence=conv, converged=converged(conv, [*history, summary]))
+    log.info("iteration %d: accurate ratio %.4f over %d frames; model_devi_jobs[%d] %s", iteration, ratio,
+             totals.sum(), j, "has no convergence rule" if conv is None else
+             f"{'converged' if summary['converged'] else 'not converged'} ({conv['type']}, iteration "
+             f"{len(history) + 1} of at most {job['max_numb_iter']})")
     summary["failed_md_tasks"] = failed_tasks(work, ctx.work_dir)  # crashed MD tasks: their frames before the crash
     atomic_write(fp / SELECTION, json.dumps(summary, indent=1))
     return summary
-
-
-def load_selection(ctx: Context, iteration: int) -> dict:
-    """The ``selection.json`` written by :func:`select` for ``iteration``."""
-    return json.loads((ctx.path(iteration, FP) / SELECTION).read_text())
