@@ -138,7 +138,7 @@ def test_converged_run_stops_once_nothing_new_is_left(cu_run):
     assert out.returncode == 0, out.stderr
     assert read_record(folder)[-1] == (1, 5)
     log = (folder / "dpgen.log").read_text()
-    assert "iteration 0 is accurate, but later jobs explore 1 new condition(s): going on" in log
+    assert "iteration 0 converged (model_devi_jobs[0]), and later jobs explore 1 new condition(s): going on" in log
     assert re.search(r"converged at iteration 1: accurate ratio 1\.0000 >= convergence_accurate_ratio 0\.95", log)
     sel = json.loads((folder / "iter.000001/02.fp/selection.json").read_text())
     assert sel["converged"] and sel["systems"]["000"]["accurate"] == 14  # 2 tasks x 7 frames
