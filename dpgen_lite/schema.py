@@ -28,6 +28,7 @@ from .label.base import FP_STYLES
 from .params import ParamError, arg, normalize, require
 from .train.data import check_init_data
 from .train.final import check_final, final_training_args
+from .train.model_test import check_test_data, test_args
 from .train.stage import check_train, train_args
 
 STAGES = ("train", "model_devi", "fp")
@@ -78,6 +79,7 @@ def run_args() -> Argument:
             "stop once an iteration's accurate ratio (all systems) reaches this; null: run every job",
             default=None),
         arg("random_seed", int, "seed of the candidate pick", default=2020),
+        *test_args(),
         final_training_args(),
         *fp_shared_args(),
     ]
@@ -182,6 +184,7 @@ def check_run_param(param: dict, base_dir: Path, problems: Problems | None = Non
         problems.run(lambda: check_final(param["final_training"], param, base_dir))
     problems.run(lambda: check_configs(param, base_dir))
     problems.run(lambda: check_sel(param, base_dir))
+    problems.run(lambda: check_test_data(param, base_dir))
     problems.run(lambda: ENGINES.get(param["model_devi_engine"]).check(param, len(param["sys_configs"])))
     problems.run(lambda: ENGINES.get(param["model_devi_engine"]).check_files(param, base_dir))
     if own:

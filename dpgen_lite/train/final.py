@@ -39,19 +39,19 @@ from pymatgen.analysis.elasticity.strain import DeformedStructureSet
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from ..context import TRAIN, Context, log
-from ..dispatch import TaskSpec, executable, run_tasks
+from ..dispatch import run_tasks
 from ..label.stage import collect_labels, fp_style, retry_failed, run_fp_tasks, write_fp_tasks
 from ..record import atomic_write
 from dargs import Argument
 
 from ..params import ParamError, arg, require
-from .deepmd import dp_flag, model_seeds, model_suffix, system_size, training_input
+from .deepmd import model_seeds, model_suffix, system_size, training_input
+from .model_test import TEST_REPORT, dp_test
 from .tasks import checkpoint_sources, data_files, training_tasks, write_data, write_task
 from .stage import graphs, training_systems
 
 FINAL = "final"
 LONG, SPECIAL_FP, SPECIAL, TEST = "00.long_train", "01.special_fp", "02.special_train", "03.test"
-TEST_REPORT = "model_test.json"
 DEFAULT_LOSS = {"start_pref_v": 0.02, "limit_pref_v": 1.0}
 #: stem of a final model's compressed file (read by :func:`final_models`)
 COMPRESSED_FINAL = "compressed_model"
@@ -316,34 +316,6 @@ def validation_systems(ctx: Context, iteration: int) -> list[Path]:
     return held + [ctx.work_dir / d for d in ctx.param["final_training"]["validation"]["data"]]
 
 
-def rmse_from_detail(prefix: Path, natoms: np.ndarray) -> dict:
-    """RMSEs from ``dp test -d prefix`` detail files.
-
-    Parameters
-    ----------
-    natoms : (n_frames,) atoms per tested frame, in the order of ``prefix.e.out``
-
-    Returns
-    -------
-    dict
-        ``energy_rmse_meV_per_atom``, ``force_rmse_meV_per_A``, ``virial_rmse_meV_per_atom``
-        (None when the data has no virial), ``n_frames``.
-    """
-    e = np.loadtxt(f"{prefix}.e.out", ndmin=2)        # data_e pred_e (eV)
-    f = np.loadtxt(f"{prefix}.f.out", ndmin=2)        # data_fx..fz pred_fx..fz (eV/Å)
-    out = {
-        "energy_rmse_meV_per_atom": float(1e3 * np.sqrt(np.mean(((e[:, 0] - e[:, 1]) / natoms) ** 2))),
-        "force_rmse_meV_per_A": float(1e3 * np.sqrt(np.mean((f[:, :3] - f[:, 3:6]) ** 2))),
-        "virial_rmse_meV_per_atom": None, "n_frames": int(len(e)),
-    }
-    vfile = Path(f"{prefix}.v.out")
-    if vfile.is_file():
-        v = np.loadtxt(vfile, ndmin=2)                # data_v (9) pred_v (9) (eV)
-        if np.any(v[:, :9]):
-            out["virial_rmse_meV_per_atom"] = float(1e3 * np.sqrt(np.mean(((v[:, :9] - v[:, 9:18]) / natoms[:, None]) ** 2)))
-    return out
-
-
 def test_models(ctx: Context, iteration: int) -> dict:
     """``dp test`` every final model and the loop's last model on the validation set;
     write ``final/model_test.json`` and return it.
@@ -356,31 +328,10 @@ def test_models(ctx: Context, iteration: int) -> dict:
     valid = validation_systems(ctx, iteration)
     if not valid:
         raise ParamError("final_training.validation: the validation set is empty; raise holdout_ratio or give data")
-    work = final_dir(ctx, TEST)
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "valid").mkdir(parents=True)
-    natoms = []
-    for k, s in enumerate(valid):
-        os.symlink(s.resolve(), work / "valid" / f"sys.{k:03d}")
-        data = dpdata.LabeledSystem(str(s), fmt="deepmd/npy")
-        natoms += [data.get_natoms()] * data.get_nframes()
-    (work / "systems.txt").write_text("".join(f"../valid/sys.{k:03d}\n" for k in range(len(valid))))
-    models = {"loop": graphs(ctx, iteration)[0].resolve(), **final_models(ctx)}
-    conf = ctx.stage_conf("train")
-    dp = conf["command"] or executable("dp")
-    flag = dp_flag(ctx.param["train_backend"])
-    tasks = []
-    for name, model in models.items():
-        (work / name).mkdir()
-        link = work / name / ("model" + model.suffix)
-        os.symlink(model, link)
-        tasks.append(TaskSpec(path=name, command=f"{dp} {flag} test -m {link.name} -f ../systems.txt -n 100000 -d detail",
-                              forward_files=[link.name], backward_files=["detail.e.out", "detail.f.out", "detail.v.out"],
-                              outlog="test.log", errlog="test.err"))
-    run_tasks(conf, ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks, forward_common_files=["valid", "systems.txt"])
+    models = {"loop": graphs(ctx, iteration)[0], **final_models(ctx)}
+    rmse, natoms = dp_test(ctx, final_dir(ctx, TEST), valid, models)
     report = {"validation_systems": [str(s) for s in valid], "n_frames": len(natoms),
-              "models": {name: {"file": os.path.relpath(models[name], ctx.work_dir),
-                                **rmse_from_detail(work / name / "detail", np.array(natoms, dtype=float))}
+              "models": {name: {"file": os.path.relpath(models[name].resolve(), ctx.work_dir), **rmse[name]}
                          for name in models}}
     atomic_write(ctx.work_dir / FINAL / TEST_REPORT, json.dumps(report, indent=1))
     for name, r in report["models"].items():

@@ -59,6 +59,7 @@ from ..dispatch import run_tasks
 from ..params import ParamError, arg, require
 from .deepmd import (BACKENDS, COMPRESSED, model_seeds, model_suffix, parse_batch_size, resolve_batch_size,
                      system_size, training_input)
+from .model_test import test_iteration
 from .tasks import checkpoint_sources, data_files, training_tasks, write_data, write_task
 
 #: marker of a ``00.train`` that reuses the previous iteration's models (DP-GEN's name)
@@ -478,8 +479,8 @@ def _link_graphs(ctx: Context, iteration: int) -> None:
 
 def post_train(ctx: Context, iteration: int) -> None:
     """Link each frozen model (``dp_compress``: the compressed one) to
-    ``00.train/graph.%03d.<suffix>``; nothing when the models are reused (:func:`copied`:
-    the links are there).
+    ``00.train/graph.%03d.<suffix>`` and test them on the test set (:mod:`.model_test`);
+    nothing when the models are reused (:func:`copied`: the links are there).
 
     Raises
     ------
@@ -491,6 +492,7 @@ def post_train(ctx: Context, iteration: int) -> None:
                  ctx.iter_name(iteration - 1))
         return
     _link_graphs(ctx, iteration)
+    test_iteration(ctx, iteration, graphs(ctx, iteration))
 
 
 def graphs(ctx: Context, iteration: int) -> list[Path]:
