@@ -27,6 +27,7 @@ quickstart() {
     cp -r examples/cu_emt runs/cu_emt
     cd runs/cu_emt
     "$VENV/bin/dpgen" init_bulk init.json
+    "$VENV/bin/python" make_test_set.py test_set
     "$VENV/bin/dpgen" run param.json
     echo "quickstart finished: see runs/cu_emt/dpgen.log, record.dpgen, iter.*/ and models/"
 }

@@ -50,7 +50,7 @@ def cu_run(tmp_path):
     param = json.loads((EXAMPLES / "cu_emt" / "param.json").read_text())
     param.update(
         init_data_prefix="", init_data_sys=["init"], sys_configs_prefix="confs",
-        sys_configs=[["00[01]/POSCAR"]], final_training=None,
+        sys_configs=[["00[01]/POSCAR"]], final_training=None, test_data_sys=[],
     )
     return tmp_path, param
 

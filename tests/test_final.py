@@ -11,7 +11,7 @@ import dpdata
 import pytest
 
 from dpgen_lite.record import read_record
-from dpgen_lite.train.final import rmse_from_detail
+from dpgen_lite.train.model_test import rmse_from_detail
 from tests.conftest import write_param
 from tests.test_loop import DPGEN, tiny
 

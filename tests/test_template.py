@@ -208,7 +208,8 @@ def test_examples_param_still_validates(cu_run):
     folder, _ = cu_run
     param = json.loads((EXAMPLES / "cu_emt" / "param.json").read_text())
     job = validate_run({**param, "init_data_prefix": "", "init_data_sys": [], "sys_configs_prefix": "confs",
-                        "sys_configs": [["00[01]/POSCAR"]], "final_training": None}, folder)[0]["model_devi_jobs"][0]
+                        "sys_configs": [["00[01]/POSCAR"]], "final_training": None,
+                        "test_data_sys": []}, folder)[0]["model_devi_jobs"][0]
     assert job["template"] is None and job["temps"] == [300]
 
 
