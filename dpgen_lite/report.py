@@ -516,16 +516,21 @@ def _int_ticks(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _by_iteration(ax, grid_axis: str = "both", **labels) -> None:
+    """Axis labels and title (``labels``), integer iterations on x, legend, grid."""
+    ax.set(xlabel="iteration", **labels)
+    _int_ticks(ax)
+    ax.legend()
+    ax.grid(alpha=0.3, axis=grid_axis)
+
+
 def _fig_ratios(fig, its, report) -> None:
     ax = fig.add_subplot()
     its = [it for it in its if it["accurate_ratio"] is not None]
     x = [it["iteration"] for it in its]
     for k, color in zip(("accurate", "candidate", "failed"), ("tab:green", "tab:orange", "tab:red")):
         ax.plot(x, [it[f"{k}_ratio"] for it in its], "o-", color=color, label=k)
-    ax.set(xlabel="iteration", ylabel="ratio of explored frames", ylim=(-0.03, 1.03), title="Selection")
-    _int_ticks(ax)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    _by_iteration(ax, ylabel="ratio of explored frames", ylim=(-0.03, 1.03), title="Selection")
 
 
 def _fig_labels(fig, its, report) -> None:
@@ -533,10 +538,7 @@ def _fig_labels(fig, its, report) -> None:
     x = [it["iteration"] for it in its]
     ax.bar(x, [it["labels_added"] for it in its], color="tab:blue", alpha=0.4, label="added")
     ax.plot(x, [it["labels_total"] for it in its], "o-", color="tab:blue", label="in total")
-    ax.set(xlabel="iteration", ylabel="labelled frames", title="Labels")
-    _int_ticks(ax)
-    ax.legend()
-    ax.grid(alpha=0.3)
+    _by_iteration(ax, ylabel="labelled frames", title="Labels")
 
 
 def _fig_walltime(fig, its, report) -> None:
@@ -548,10 +550,7 @@ def _fig_walltime(fig, its, report) -> None:
     for g, label in (("train", "train"), ("md", "MD"), ("fp", "fp")):
         ax.bar(x, times[g] / scale, bottom=bottom, label=label)
         bottom += times[g] / scale
-    ax.set(xlabel="iteration", ylabel=f"wall time ({unit})", title="Wall time per iteration")
-    _int_ticks(ax)
-    ax.legend()
-    ax.grid(alpha=0.3, axis="y")
+    _by_iteration(ax, "y", ylabel=f"wall time ({unit})", title="Wall time per iteration")
 
 
 def _fig_model_devi(fig, its, report) -> None:

@@ -43,6 +43,7 @@ class AseEngine(Engine):
 
     name = "ase"
     traj_file = TRAJ_FILE
+    traj_fmt = "ase/traj"
     exit_file = "ase_md.exit"
 
     @classmethod
@@ -106,14 +107,6 @@ class AseEngine(Engine):
         """Nothing to realign: the runner writes a frame before its row, and both at once."""
         rows = sum(len(block) for block in self.deviations(task)) if (task / MODEL_DEVI_FILE).is_file() else 0
         return {"frames": rows, "rows_dropped": 0, "frames_dropped": 0}
-
-    def frames(self, task: Path, type_map: list[str]) -> dpdata.System:
-        """``traj.traj`` through dpdata's ``ase/traj`` (types mapped to ``type_map``)."""
-        traj = task / TRAJ_FILE
-        if not traj.is_file():
-            raise FileNotFoundError(f"{traj}: the MD trajectory is gone (model_devi_clean_traj?); "
-                                    "redo this iteration from step 3")
-        return dpdata.System(str(traj), fmt="ase/traj", type_map=type_map)
 
     def rms_force(self, task: Path) -> float:
         """sqrt(<|F_i|²>) over the atoms and frames of ``traj.traj``, eV/Å; NaN without a frame."""

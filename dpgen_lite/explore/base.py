@@ -60,8 +60,9 @@ class Engine:
     """
 
     name: ClassVar[str]
-    #: the trajectory a task writes (frame k = row k of ``model_devi.out``)
+    #: the trajectory a task writes (frame k = row k of ``model_devi.out``) and its dpdata format
     traj_file: ClassVar[str]
+    traj_fmt: ClassVar[str]
     #: the exit code of the task's program, written by the task command
     exit_file: ClassVar[str]
     #: the program's log files, searched for an error line when a task fails
@@ -168,14 +169,19 @@ class Engine:
         return iter_model_devi(task / MODEL_DEVI_FILE)
 
     def frames(self, task: Path, type_map: list[str]) -> dpdata.System:
-        """Every frame of the task's trajectory (``(n_frames, n_atoms, 3)`` coordinates, Å).
+        """Every frame of the task's trajectory (``(n_frames, n_atoms, 3)`` coordinates, Å),
+        read by dpdata (``traj_fmt``) with the types of ``type_map``.
 
         Raises
         ------
         FileNotFoundError
             if the trajectory was deleted (``model_devi_clean_traj``).
         """
-        raise NotImplementedError
+        traj = task / self.traj_file
+        if not traj.is_file():
+            raise FileNotFoundError(f"{traj}: the MD trajectory is gone (model_devi_clean_traj?); "
+                                    "redo this iteration from step 3")
+        return dpdata.System(str(traj), fmt=self.traj_fmt, type_map=type_map)
 
     def rms_force(self, task: Path) -> float:
         """RMS force norm over every atom of every frame of the task's trajectory, eV/Å

@@ -122,6 +122,7 @@ class LammpsEngine(Engine):
 
     name = "lammps"
     traj_file = TRAJ_FILE
+    traj_fmt = "lammps/dump"
     exit_file = "lammps.exit"
     log_files = (LOG_FILE, OUT_FILE)
 
@@ -216,14 +217,6 @@ class LammpsEngine(Engine):
     def align(self, task: Path) -> dict:
         """Make frame k of ``traj.dump`` row k of ``model_devi.out`` (:func:`.outcome.align`)."""
         return align(task)
-
-    def frames(self, task: Path, type_map: list[str]) -> dpdata.System:
-        """``traj.dump`` through dpdata's ``lammps/dump`` (types mapped to ``type_map``)."""
-        traj = task / TRAJ_FILE
-        if not traj.is_file():
-            raise FileNotFoundError(f"{traj}: the MD trajectory is gone (model_devi_clean_traj?); "
-                                    "redo this iteration from step 3")
-        return dpdata.System(str(traj), fmt="lammps/dump", type_map=type_map)
 
     def rms_force(self, task: Path) -> float:
         """From the ``fx fy fz`` columns of ``traj.dump`` (:func:`dpgen_lite.select.model_devi.dump_rms_force`)."""
