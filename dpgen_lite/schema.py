@@ -29,6 +29,7 @@ from .params import ParamError, arg, normalize, require
 from .train.data import check_init_data
 from .train.final import check_final, final_training_args
 from .train.model_test import check_test_data, test_args
+from .select.rules.base import pick_args
 from .train.stage import check_train, train_args
 
 STAGES = ("train", "model_devi", "fp")
@@ -80,6 +81,7 @@ def run_args() -> Argument:
             default=None),
         arg("random_seed", int, "seed of the candidate pick", default=2020),
         *test_args(),
+        pick_args(),
         final_training_args(),
         *fp_shared_args(),
     ]

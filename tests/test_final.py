@@ -10,9 +10,10 @@ from pathlib import Path
 import dpdata
 import pytest
 
-from dpgen_lite.record import read_record
+from dpgen_lite.record import STEP_NAMES, read_record
+from dpgen_lite.train.final import FINAL_STEP_NAMES
 from dpgen_lite.train.model_test import rmse_from_detail
-from tests.conftest import write_param
+from tests.conftest import emt_frames, write_param
 from tests.test_loop import DPGEN, tiny
 
 
@@ -32,7 +33,8 @@ def with_final(param: dict, folder: Path, numb_steps: int = 60, special: bool = 
 
 def test_final_pipeline(cu_run):
     folder, param = cu_run
-    write_param(folder, with_final(param, folder))
+    emt_frames(5, seed=42).to("deepmd/npy", str(folder / "test_set"))
+    write_param(folder, {**with_final(param, folder), "test_data_sys": ["test_set"]})
     out = subprocess.run([*DPGEN, "run", "param.json"], cwd=folder, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr
     assert read_record(folder)[-8:] == [(1, s) for s in range(9, 17)]
@@ -76,6 +78,53 @@ def test_final_pipeline(cu_run):
     manifest = json.loads((folder / "models/manifest.json").read_text())
     assert manifest["final"]["special_000"]["numb_steps"] == 30
     assert (folder / "models" / manifest["final"]["long_000_compressed"]["file"]).is_file()
+    check_report_and_status(folder)
+
+
+def check_report_and_status(folder: Path) -> None:
+    """``dpgen report`` of the finished run agrees with its files; ``dpgen status`` names the
+    next step right after every recorded step, final steps included."""
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    out = subprocess.run([*DPGEN, "report", ".", "--json", "--out", str(folder.parent / "figs")], cwd=folder,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == before  # read only
+    assert doc["status"] == "finished" and len(doc["iterations"]) == 2
+    total = 0
+    for it in doc["iterations"]:
+        if (folder / f"iter.{it['iteration']:06d}/02.fp/selection.json").is_file():
+            sel = json.loads((folder / f"iter.{it['iteration']:06d}/02.fp/selection.json").read_text())
+            row = it["systems"][0]
+            assert (row["candidate"], row["accurate"], row["failed"]) == tuple(sel["systems"]["000"][k] for k in
+                                                                              ("candidate", "accurate", "failed"))
+            assert it["accurate_ratio"] == pytest.approx(sel["accurate_ratio"])
+        total += it["labels_added"] or 0
+        assert it["labels_total"] == total
+        test = json.loads((folder / f"iter.{it['iteration']:06d}/00.train/model_test.json").read_text())
+        mean_f = sum(r["force_rmse_meV_per_A"] for r in test["models"].values()) / len(test["models"])
+        assert it["model_test"]["force_rmse_meV_per_A"] == pytest.approx(mean_f)
+        assert it["model_test"]["n_frames"] == test["n_frames"] >= 5  # the test set, then held-out labels too
+        assert set(it["walltime_s"]) == {"train", "md", "fp"}
+    assert doc["final"]["model_test"]["models"].keys() == json.loads(
+        (folder / "final/model_test.json").read_text())["models"].keys()
+    names = {Path(f).name for f in doc["figures"]}
+    assert names == {"ratios.png", "labels.png", "walltime.png", "model_devi.png", "test_rmse.png",
+                     "devi_vs_error.png"}
+    for f in doc["figures"]:
+        assert Path(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(f).stat().st_size > 1000
+    table = subprocess.run([*DPGEN, "report", "."], cwd=folder, capture_output=True, text=True).stdout
+    assert "run ended" in table
+    # status after every prefix of the record (steps 0-16), in a copy holding only the record
+    record = read_record(folder)
+    copy = folder.parent / "status"
+    copy.mkdir()
+    names = STEP_NAMES + FINAL_STEP_NAMES
+    for k in range(len(record)):
+        (copy / "record.dpgen").write_text("".join(f"{i} {s}\n" for i, s in record[:k]))
+        nxt = record[k]
+        said = subprocess.run([*DPGEN, "status", str(copy)], capture_output=True, text=True).stdout.strip()
+        assert said == f"next: iteration {nxt[0]} step {nxt[1]} ({names[nxt[1]]})", (k, said)
 
 
 def _pids_under(folder: Path, pattern: str) -> list[int]:

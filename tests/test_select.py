@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dpgen_lite.select.model_devi import (ACCURATE, CANDIDATE, FAILED, TrustLevels, classify,
-                                          number_to_label, pick, read_model_devi)
+                                          number_to_label, read_model_devi)
 
 TRUST = TrustLevels(0.05, 0.15)
 
@@ -41,15 +41,6 @@ def test_virial_ignored_without_levels():
 def test_number_to_label(n_cand, ratio, expect):
     assert number_to_label(n_cand, ratio, 20, 3, accurate_threshold=0.99 if ratio == 0.995 else 1.0,
                            accurate_soft_threshold=0.9) == expect
-
-
-def test_pick_is_seeded_and_partitions():
-    cands = list(range(50))
-    chosen, rest = pick(cands, 10, seed=[1, 2, 3])
-    again, _ = pick(cands, 10, seed=[1, 2, 3])
-    other, _ = pick(cands, 10, seed=[1, 2, 4])
-    assert chosen == again and chosen != other
-    assert sorted(chosen + rest) == cands and len(chosen) == 10
 
 
 def test_read_model_devi_with_nan(tmp_path):

@@ -343,14 +343,3 @@ def number_to_label(
         n = fp_task_max
     n = min(n, n_candidate)
     return n if n >= fp_task_min else 0
-
-
-def pick(candidates: list, n: int, seed: int | list[int]) -> tuple[list, list]:
-    """Shuffle ``candidates`` (a list, or an array of rows) with a seeded generator; return
-    ``(chosen[:n], rest)``.
-
-    The same seed gives the same pick, so a resumed run labels the same frames.
-    """
-    order = np.random.default_rng(seed).permutation(len(candidates))
-    shuffled = candidates[order] if isinstance(candidates, np.ndarray) else [candidates[i] for i in order]
-    return shuffled[:n], shuffled[n:]

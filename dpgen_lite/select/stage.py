@@ -26,8 +26,10 @@ from ..explore.base import Engine, engine
 from ..explore.outcome import failed_tasks
 from ..record import atomic_write
 from .model_devi import (ACCURATE, CANDIDATE, COL_MAX_F, COL_MAX_V, COL_STEP, FAILED, Adaptive, TopFrames,
-                         TrustLevels, classify, number_to_label, pick)
+                         TrustLevels, classify, number_to_label)
 from ..stages import SELECTION, converged, job_of, rule, stage_history
+from ..train.stage import graphs
+from .rules.base import CandidateData, pick_rule
 from .trust import adaptive, job_trust, system_trust
 
 #: receives frames as they are classified: ``(ACCURATE or FAILED, task indices, steps)``
@@ -196,6 +198,52 @@ def _lines(names: list[str], task: np.ndarray, step: np.ndarray) -> str:
     return "".join(f"{names[t]} {s}\n" for t, s in zip(task.tolist(), step.tolist()))
 
 
+def candidate_data(md: Engine, task_dirs: list[Path], frames: SystemFrames, model: Path,
+                   type_map: list[str], batch: int = 256) -> CandidateData:
+    """What a pick rule may ask about the candidates of ``frames`` (:class:`.rules.base.CandidateData`):
+
+    * force deviations, re-read from the deviation files of the candidates' tasks (divided by the
+      task's RMS force with ``model_devi_f_avg_relative``, as classified), eV/Å;
+    * descriptors: ``DeepPot(model).eval_descriptor`` of the candidate frames, ``batch`` frames at
+      a time, averaged over the atoms of each ``type_map`` element: ``(n, n_types × d)``.
+    """
+    cand = frames.candidates
+
+    def devi_f() -> np.ndarray:
+        out = np.empty(len(cand))
+        for k in np.unique(cand[:, 0]):
+            col = np.concatenate([b[:, COL_MAX_F] for b in md.deviations(task_dirs[k])] or [np.empty(0)])
+            if frames.avg_force is not None:
+                col = col / frames.avg_force[k]
+            mask = cand[:, 0] == k
+            out[mask] = col[cand[mask, 2]]
+        return out
+
+    def descriptors() -> np.ndarray:
+        from deepmd.infer import DeepPot
+
+        dp = DeepPot(str(model))
+        model_types = dp.get_type_map()
+        out = None
+        for k in np.unique(cand[:, 0]):
+            idx = np.flatnonzero(cand[:, 0] == k)
+            traj = md.frames(task_dirs[k], type_map)
+            types = np.array([model_types.index(type_map[t]) for t in traj["atom_types"]])
+            for s in range(0, len(idx), batch):
+                sub = traj.sub_system(cand[idx[s:s + batch], 2])
+                n = sub.get_nframes()
+                d = dp.eval_descriptor(sub["coords"].reshape(n, -1), sub["cells"].reshape(n, -1), types)
+                per_type = [d[:, types == t].mean(axis=1) if (types == t).any() else np.zeros((n, d.shape[-1]))
+                            for t in range(len(model_types))]
+                block = np.concatenate(per_type, axis=1)
+                if out is None:
+                    out = np.empty((len(cand), block.shape[1]))
+                out[idx[s:s + batch]] = block
+        return out
+
+    return CandidateData(devi_f, descriptors)
+
+
 def select(ctx: Context, iteration: int) -> dict:
     """Classify the frames of every system, pick the candidates to label, write the summary.
 
@@ -206,6 +254,7 @@ def select(ctx: Context, iteration: int) -> dict:
     history = stage_history(ctx, iteration)
     adapt = adaptive(p)
     md = engine(p)
+    picker = pick_rule(p)
     work, fp = ctx.path(iteration, MODEL_DEVI), ctx.path(iteration, FP)
     fp.mkdir(parents=True, exist_ok=True)
     levels = job_trust(p, job)
@@ -230,7 +279,8 @@ def select(ctx: Context, iteration: int) -> dict:
         n_label = number_to_label(
             len(frames.candidates), accurate_ratio, p["fp_task_max"], p["fp_task_min"],
             p["fp_accurate_threshold"], p["fp_accurate_soft_threshold"])
-        chosen, rest = pick(frames.candidates, n_label, seed=[p["random_seed"], iteration, sys_idx])
+        data = candidate_data(md, tasks, frames, graphs(ctx, iteration)[0], p["type_map"])
+        chosen, rest = picker.pick(frames.candidates, n_label, [p["random_seed"], iteration, sys_idx], data)
         with open(fp / f"candidate.shuffled.{sys_idx:03d}.out", "w") as out:
             for part in (chosen, rest):
                 for k in range(0, len(part), 1 << 15):  # a slice at a time: memory O(candidates) arrays only
