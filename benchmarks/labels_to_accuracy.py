@@ -1,0 +1,122 @@
+"""Labels against accuracy: pick rules (fp_pick) compared on the same loop, several seeds, one run.
+
+    .venv/bin/python benchmarks/labels_to_accuracy.py [--rules random,max_devi,fps] [--seeds 3]
+                                                      [--target 60] [--dir DIR] [--keep]
+
+The oracle is EMT (ASE, through the ``ase`` fp style) on fcc Cu, 32 atoms; the schedule is the
+quickstart's (NVT 300 K, then NPT 600, 900, 1200, 1200 K, 1000 steps each, trust levels
+0.10/0.30 eV/Å) with ``fp_task_max`` 10 so that the pick matters, every job run (no convergence
+stop), 4 models of the quickstart's network trained 800 steps (400 when reusing).  The test set
+is ``examples/cu_emt/make_test_set.py``'s: 120 frames of EMT MD at 300-1200 K that no loop
+sees.  For each rule and seed (``random_seed`` of the pick and the training seeds), the loop
+runs once in its own folder; after each training the ensemble is tested on the test set
+(``test_data_sys``, ``00.train/model_test.json``).
+
+Printed: per rule, per iteration, the labels so far and the ensemble's mean force RMSE
+(meV/Å), mean ± spread (min-max) over the seeds; then the labels needed to reach ``--target``
+meV/Å and the RMSE at the last iteration (equal schedule, so equal or fewer labels), rule
+against rule, and each loop's wall time.  The cost of a pick alone: ``benchmarks/pick_rules.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def param(rule: str, seed: int) -> dict:
+    """The quickstart's parameters with the benchmark's schedule, seed and pick rule."""
+    p = json.loads((ROOT / "examples" / "cu_emt" / "param.json").read_text())
+    p.update(final_training=None, convergence_accurate_ratio=None, fp_task_max=10, random_seed=seed,
+             training_reuse_numb_steps=400, test_data_sys=["test_set"],
+             fp_pick={"rule": rule, **({"stop_ratio": 0.0} if rule == "fps" else {})})
+    t = p["default_training_param"]
+    t["training"]["numb_steps"] = 800
+    t["training"]["seed"] = seed
+    t["learning_rate"]["decay_steps"] = 40
+    return p
+
+
+def run_one(base: Path, rule: str, seed: int, shared: Path) -> dict:
+    """One loop; per iteration: labels so far, mean force RMSE on the test set (meV/Å)."""
+    folder = base / f"{rule}.{seed}"
+    folder.mkdir(parents=True)
+    for name in ("Cu.fcc.02x02x02", "test_set"):
+        (folder / name).symlink_to(shared / name)
+    (folder / "param.json").write_text(json.dumps(param(rule, seed), indent=1))
+    start = time.perf_counter()
+    out = subprocess.run([str(BIN / "dpgen"), "run", "param.json"], cwd=folder, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"{folder}: dpgen run failed: {out.stderr[-2000:]}")
+    wall = time.perf_counter() - start
+    from dpgen_lite.report import collect
+
+    report = collect(folder)
+    labels, rmse = [], []
+    for it in report["iterations"]:
+        mt = it.get("model_test") or {}
+        if mt.get("force_rmse_meV_per_A") is None:
+            continue
+        labels.append(sum(it2["labels_added"] or 0 for it2 in report["iterations"] if it2["iteration"] < it["iteration"]))
+        rmse.append(mt["force_rmse_meV_per_A"])
+    return {"labels": labels, "rmse": rmse, "wall_s": wall}
+
+
+def labels_to_reach(run: dict, target: float) -> float:
+    """Labels trained on when the ensemble first reaches ``target`` meV/Å (inf if never)."""
+    return next((n for n, r in zip(run["labels"], run["rmse"]) if r <= target), float("inf"))
+
+
+def spread(values: list[float]) -> str:
+    v = np.array(values, dtype=float)
+    return f"{v.mean():7.1f} ({v.min():.1f}-{v.max():.1f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", default="random,max_devi,fps")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--target", type=float, default=60.0, help="force RMSE target, meV/Å")
+    parser.add_argument("--dir")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    base = Path(args.dir or tempfile.mkdtemp(prefix="labels-"))
+    shared = base / "shared"
+    shared.mkdir(parents=True)
+    shutil.copy(ROOT / "examples" / "cu_emt" / "init.json", shared)
+    subprocess.run([str(BIN / "dpgen"), "init_bulk", "init.json"], cwd=shared, check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "examples" / "cu_emt" / "make_test_set.py"), "test_set"], cwd=shared,
+                   check=True, capture_output=True)
+    rules = args.rules.split(",")
+    runs = {r: [run_one(base, r, 1000 + s, shared) for s in range(args.seeds)] for r in rules}
+    n_it = min(len(run["rmse"]) for rr in runs.values() for run in rr)
+    print(f"force RMSE on the 120-frame EMT MD test set (meV/Å), mean (min-max) over {args.seeds} seeds")
+    for r in rules:
+        print(f"\n{r}")
+        print("iter  labels so far        force RMSE")
+        for i in range(n_it):
+            print(f"{i:4d}  {spread([run['labels'][i] for run in runs[r]])}  {spread([run['rmse'][i] for run in runs[r]])}")
+    print(f"\nrule        labels to reach {args.target:g} meV/Å   RMSE at the last iteration   labels in total   "
+          "loop wall time s")
+    for r in rules:
+        reach = [labels_to_reach(run, args.target) for run in runs[r]]
+        print(f"{r:10s}  {spread(reach):24s}  {spread([run['rmse'][n_it - 1] for run in runs[r]]):26s}  "
+              f"{spread([run['labels'][n_it - 1] for run in runs[r]]):16s}  {spread([run['wall_s'] for run in runs[r]])}")
+    print(json.dumps({r: runs[r] for r in rules}))
+    if not args.keep:
+        shutil.rmtree(base)
+
+
+if __name__ == "__main__":
+    main()
