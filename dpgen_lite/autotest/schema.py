@@ -21,8 +21,8 @@ from pathlib import Path
 import ase.io
 from dargs import Argument
 
-from ..params import ParamError, normalize
-from .calculators.base import Calculator, _a, get_calculator
+from ..params import ParamError, arg, normalize
+from .calculators.base import Calculator, get_calculator
 from .properties.base import setting_args
 from .registry import CALCULATORS, PROPERTIES
 
@@ -30,32 +30,32 @@ from .registry import CALCULATORS, PROPERTIES
 def interaction_arg(cls: type[Calculator]) -> Argument:
     """Schema of an ``interaction`` of type ``cls.name``."""
     return Argument("interaction", dict, sub_fields=[
-        _a("type", str, "calculator type"),
-        _a("type_map", [list, dict], "elements in type order: a list, or DP-GEN's {element: index}"),
-        _a("name", str, "label of the interaction (folders, comparison)", default=cls.name),
-        _a("command", str, "task command (default: the calculator's)", default=None),
+        arg("type", str, "calculator type"),
+        arg("type_map", [list, dict], "elements in type order: a list, or DP-GEN's {element: index}"),
+        arg("name", str, "label of the interaction (folders, comparison)", default=cls.name),
+        arg("command", str, "task command (default: the calculator's)", default=None),
         *cls.args()])
 
 
 def property_arg(cls) -> Argument:
     """Schema of a ``properties`` entry of type ``cls.name``."""
     return Argument("property", dict, sub_fields=[
-        _a("type", str, "property type"),
-        _a("skip", bool, "leave this property out", default=False),
-        _a("suffix", str, "folder suffix: <type>_<suffix>", default="00"),
-        _a("cal_setting", dict, "relaxation settings of the tasks", default={}, sub_fields=setting_args()),
+        arg("type", str, "property type"),
+        arg("skip", bool, "leave this property out", default=False),
+        arg("suffix", str, "folder suffix: <type>_<suffix>", default="00"),
+        arg("cal_setting", dict, "relaxation settings of the tasks", default={}, sub_fields=setting_args()),
         *cls.args()])
 
 
 def top_args() -> Argument:
     """Schema of the top level (interaction and properties are checked one by one)."""
     return Argument("param", dict, sub_fields=[
-        _a("structures", list, "glob patterns of folders with a POSCAR"),
-        _a("interaction", [dict, list], "the calculator, or a list of named calculators"),
-        _a("relaxation", dict, "relaxation settings", default={},
-           sub_fields=[_a("cal_setting", dict, "relaxation settings", default={}, sub_fields=setting_args())]),
-        _a("properties", list, "properties computed after the relaxation", default=[]),
-        _a("reference", str, "interaction name or result.json compared against", default=None),
+        arg("structures", list, "glob patterns of folders with a POSCAR"),
+        arg("interaction", [dict, list], "the calculator, or a list of named calculators"),
+        arg("relaxation", dict, "relaxation settings", default={},
+           sub_fields=[arg("cal_setting", dict, "relaxation settings", default={}, sub_fields=setting_args())]),
+        arg("properties", list, "properties computed after the relaxation", default=[]),
+        arg("reference", str, "interaction name or result.json compared against", default=None),
     ])
 
 

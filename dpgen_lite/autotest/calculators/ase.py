@@ -25,10 +25,10 @@ import numpy as np
 from ase import Atoms
 
 from ...dispatch import library_path_env
-from ...params import ParamError
+from ...params import ParamError, arg
 from ..task import TaskFailed, TaskResult
 from ..units import EV_A3_TO_GPA
-from .base import Calculator, _a, register
+from .base import Calculator, register
 from ..ase_task import CALC_FILE, LOG_FILE, OUT_FILE
 
 
@@ -44,10 +44,10 @@ class AseCalculator(Calculator):
     @classmethod
     def args(cls):
         return [
-            _a("calculator", str, "import path of the ASE calculator class"),
-            _a("kwargs", dict, "keyword arguments of the calculator", default={}),
-            _a("model", [str, list], "model / potential file(s), copied next to the tasks", default=None),
-            _a("model_kwarg", [str, type(None)], "kwarg receiving '../<first model name>'", default="model"),
+            arg("calculator", str, "import path of the ASE calculator class"),
+            arg("kwargs", dict, "keyword arguments of the calculator", default={}),
+            arg("model", [str, list], "model / potential file(s), copied next to the tasks", default=None),
+            arg("model_kwarg", [str, type(None)], "kwarg receiving '../<first model name>'", default="model"),
         ]
 
     def calc_spec(self) -> dict:

@@ -22,10 +22,10 @@ import numpy as np
 from ase import Atoms
 
 from ...label.base import FpTaskFailed, get_style
-from ...params import ParamError
+from ...params import ParamError, arg
 from ..task import TaskFailed, TaskResult
 from ..units import EV_A3_TO_GPA
-from .base import Calculator, _a, register
+from .base import Calculator, register
 
 
 @register
@@ -39,10 +39,10 @@ class FpCalculator(Calculator):
     @classmethod
     def args(cls):
         return [
-            _a("fp_style", str, "fp style of dpgen_lite.label (ase, cp2k, ...)"),
-            _a("fp_params", dict, "parameters of the fp style", default=None),
-            _a("user_fp_params", dict, "fp input sections given verbatim (cp2k)", default=None),
-            _a("external_input_path", str, "fp input template (cp2k)", default=None),
+            arg("fp_style", str, "fp style of dpgen_lite.label (ase, cp2k, ...)"),
+            arg("fp_params", dict, "parameters of the fp style", default=None),
+            arg("user_fp_params", dict, "fp input sections given verbatim (cp2k)", default=None),
+            arg("external_input_path", str, "fp input template (cp2k)", default=None),
         ]
 
     def style(self):

@@ -23,10 +23,10 @@ import numpy as np
 from ase import Atoms
 
 from ...dispatch import library_path_env
-from ...params import ParamError
+from ...params import ParamError, arg
 from ..task import TaskFailed, TaskResult
 from ..units import BAR_TO_GPA
-from .base import Calculator, _a, register
+from .base import Calculator, register
 
 CONF_FILE = "conf.lmp"
 INPUT_FILE = "in.lammps"
@@ -96,9 +96,9 @@ class Lammps(Calculator):
     @classmethod
     def args(cls):
         return [
-            _a("model", [str, list], "potential file(s), copied next to the tasks", default=None),
-            _a("pair_style", str, "LAMMPS pair_style line without the command"),
-            _a("pair_coeff", str, "LAMMPS pair_coeff arguments; write files as ../<name>"),
+            arg("model", [str, list], "potential file(s), copied next to the tasks", default=None),
+            arg("pair_style", str, "LAMMPS pair_style line without the command"),
+            arg("pair_coeff", str, "LAMMPS pair_coeff arguments; write files as ../<name>"),
         ]
 
     def pair_lines(self) -> list[str]:
@@ -158,7 +158,7 @@ class NamedLammps(Lammps):
 
     @classmethod
     def args(cls):
-        return [_a("model", [str, list], "potential file(s); a bare name is also looked up among the "
+        return [arg("model", [str, list], "potential file(s); a bare name is also looked up among the "
                    "potentials shipped with the lammps package")]
 
     def resolve(self, path: str) -> Path:
