@@ -142,11 +142,18 @@ def cmd_check(args) -> None:
 
 
 def cmd_status(args) -> None:
-    from .scheduler import ALL_STEP_NAMES
+    """The next step of a run; with its ``param.json`` (``--param``, default ``FOLDER/param.json``),
+    the loop's stop rules too (a loop about to end goes on with the final steps or publishes)."""
+    from .scheduler import ALL_STEP_NAMES, next_action
     work_dir = Path(args.work_dir)
     iteration, step = next_step(work_dir)
+    why = None
+    param_path = Path(args.param) if args.param else work_dir / "param.json"
+    if param_path.is_file():
+        param, _ = validate_run(load_file(param_path), work_dir, str(param_path))
+        iteration, step, why = next_action(Context(param, {}, work_dir))
     name = ALL_STEP_NAMES[step] if step < len(ALL_STEP_NAMES) else "publish (every step done)"
-    print(f"next: iteration {iteration} step {step} ({name})")
+    print(f"next: iteration {iteration} step {step} ({name})" + (f"; the loop has ended: {why}" if why else ""))
 
 
 def cmd_report(args) -> None:
@@ -202,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("status", help="where a run stands")
     p.add_argument("work_dir", nargs="?", default=".")
+    p.add_argument("--param", help="the run's param.json (default: WORK_DIR/param.json, when there)")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("report", help="per-iteration table and figures of a run (dpgen_lite or DP-GEN); "
                                       "reads the run folder, writes figures only under --out")

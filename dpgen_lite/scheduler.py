@@ -144,6 +144,24 @@ def run_loop(ctx: Context) -> str:
     return reason
 
 
+def next_action(ctx: Context) -> tuple[int, int, str | None]:
+    """Where ``dpgen run`` goes on: ``(iteration, step, why the loop ended or None)``; a loop that
+    ends before its next step goes on with the first final step (``final_training``) or publishes.
+
+    Raises
+    ------
+    StageNotConverged
+        when the run would stop there.
+    """
+    iteration, step = next_step(ctx.work_dir)
+    if step >= FIRST_FINAL_STEP:
+        return iteration, step, None
+    reason = stop_reason(ctx, iteration, step)
+    if reason is None:
+        return iteration, step, None
+    return iteration, FIRST_FINAL_STEP if ctx.param["final_training"] is not None else len(ALL_STEP_NAMES), reason
+
+
 def loop_end_reason(ctx: Context, iteration: int) -> str:
     """Why the loop ended at ``iteration`` (re-derived from the files, so also after a restart)."""
     done = {s for i, s in read_record(ctx.work_dir) if i == iteration}

@@ -115,16 +115,20 @@ def check_report_and_status(folder: Path) -> None:
         assert Path(f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and Path(f).stat().st_size > 1000
     table = subprocess.run([*DPGEN, "report", "."], cwd=folder, capture_output=True, text=True).stdout
     assert "run ended" in table
-    # status after every prefix of the record (steps 0-16), in a copy holding only the record
+    # status after every prefix of the record (steps 0-16): the step the run took next
+    original = (folder / "record.dpgen").read_text()
     record = read_record(folder)
-    copy = folder.parent / "status"
-    copy.mkdir()
     names = STEP_NAMES + FINAL_STEP_NAMES
-    for k in range(len(record)):
-        (copy / "record.dpgen").write_text("".join(f"{i} {s}\n" for i, s in record[:k]))
+    for k in range(len(record) + 1):
+        (folder / "record.dpgen").write_text("".join(f"{i} {s}\n" for i, s in record[:k]))
+        said = subprocess.run([*DPGEN, "status", str(folder)], capture_output=True, text=True).stdout.strip()
+        if k == len(record):
+            assert said == "next: iteration 1 step 17 (publish (every step done))", said
+            continue
         nxt = record[k]
-        said = subprocess.run([*DPGEN, "status", str(copy)], capture_output=True, text=True).stdout.strip()
-        assert said == f"next: iteration {nxt[0]} step {nxt[1]} ({names[nxt[1]]})", (k, said)
+        assert said.startswith(f"next: iteration {nxt[0]} step {nxt[1]} ({names[nxt[1]]})"), (k, said)
+        assert ("the loop has ended" in said) == (nxt == (1, 9)), (k, said)
+    (folder / "record.dpgen").write_text(original)
 
 
 def _pids_under(folder: Path, pattern: str) -> list[int]:
