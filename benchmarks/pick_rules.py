@@ -93,7 +93,7 @@ def main() -> None:
     md = AseEngine({})
     print(f"{len(cands)} candidates in {args.tasks} tasks, 32 atoms each; pick 30")
     for name, settings in (("random", {}), ("max_devi", {}), ("fps", {"stop_ratio": 0.0})):
-        data = candidate_data(md, tasks, frames, model, ["Cu"])
+        data = candidate_data(md, tasks, frames, lambda: model, ["Cu"])
         start = time.perf_counter()
         chosen, _ = pick_rule({"fp_pick": {"rule": name, **settings}}).pick(cands, 30, 0, data)
         wall = time.perf_counter() - start

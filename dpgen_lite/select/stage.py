@@ -198,13 +198,13 @@ def _lines(names: list[str], task: np.ndarray, step: np.ndarray) -> str:
     return "".join(f"{names[t]} {s}\n" for t, s in zip(task.tolist(), step.tolist()))
 
 
-def candidate_data(md: Engine, task_dirs: list[Path], frames: SystemFrames, model: Path,
+def candidate_data(md: Engine, task_dirs: list[Path], frames: SystemFrames, model: Callable[[], Path],
                    type_map: list[str], batch: int = 256) -> CandidateData:
     """What a pick rule may ask about the candidates of ``frames`` (:class:`.rules.base.CandidateData`):
 
     * force deviations, re-read from the deviation files of the candidates' tasks (divided by the
       task's RMS force with ``model_devi_f_avg_relative``, as classified), eV/Å;
-    * descriptors: ``DeepPot(model).eval_descriptor`` of the candidate frames, ``batch`` frames at
+    * descriptors: ``DeepPot(model()).eval_descriptor`` of the candidate frames, ``batch`` frames at
       a time, averaged over the atoms of each ``type_map`` element: ``(n, n_types × d)``.
     """
     cand = frames.candidates
@@ -222,7 +222,7 @@ def candidate_data(md: Engine, task_dirs: list[Path], frames: SystemFrames, mode
     def descriptors() -> np.ndarray:
         from deepmd.infer import DeepPot
 
-        dp = DeepPot(str(model))
+        dp = DeepPot(str(model()))
         model_types = dp.get_type_map()
         out = None
         for k in np.unique(cand[:, 0]):
@@ -279,7 +279,7 @@ def select(ctx: Context, iteration: int) -> dict:
         n_label = number_to_label(
             len(frames.candidates), accurate_ratio, p["fp_task_max"], p["fp_task_min"],
             p["fp_accurate_threshold"], p["fp_accurate_soft_threshold"])
-        data = candidate_data(md, tasks, frames, graphs(ctx, iteration)[0], p["type_map"])
+        data = candidate_data(md, tasks, frames, lambda: graphs(ctx, iteration)[0], p.get("type_map"))
         chosen, rest = picker.pick(frames.candidates, n_label, [p["random_seed"], iteration, sys_idx], data)
         with open(fp / f"candidate.shuffled.{sys_idx:03d}.out", "w") as out:
             for part in (chosen, rest):

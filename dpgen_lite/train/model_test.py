@@ -173,7 +173,7 @@ def test_systems(ctx: Context, iteration: int) -> list[Path]:
     the earlier iterations."""
     p = ctx.param
     out = []
-    for k, entry in enumerate(p["test_data_sys"]):
+    for k, entry in enumerate(p.get("test_data_sys") or []):
         path = ctx.work_dir / entry
         if p["test_data_fmt"] != "deepmd/npy":
             dest = ctx.path(iteration, TRAIN) / TEST_DIR / f"user.{k:03d}"
