@@ -14,7 +14,7 @@ from deepmd.infer import DeepPot
 from dpgen_lite.context import Context
 from dpgen_lite.params import ParamError
 from dpgen_lite.schema import validate_run
-from dpgen_lite.train.model_test import test_iteration as run_model_test
+from dpgen_lite.train.model_test import reuse_test, test_iteration as run_model_test
 from dpgen_lite.train.stage import graphs
 
 from .conftest import emt_frames
@@ -85,3 +85,16 @@ def test_bad_test_data_is_refused(cu_run, entry, fmt, message):
     p.update(test_data_sys=[entry], test_data_fmt=fmt)
     with pytest.raises(ParamError, match=message):
         validate_run(p, folder)
+
+
+def test_reused_models_keep_their_test(tmp_path):
+    """An iteration reusing the previous models (nothing labelled) reports the previous test."""
+    ctx = Context({}, {}, tmp_path)
+    for it in (0, 1):
+        ctx.path(it, "00.train").mkdir(parents=True)
+    reuse_test(ctx, 1)
+    assert not (ctx.path(1, "00.train") / "model_test.json").exists()  # nothing tested before: nothing
+    (ctx.path(0, "00.train") / "model_test.json").write_text(json.dumps({"iteration": 0, "n_frames": 7}))
+    reuse_test(ctx, 1)
+    assert json.loads((ctx.path(1, "00.train") / "model_test.json").read_text()) == {
+        "iteration": 1, "n_frames": 7, "reused_from": 0}

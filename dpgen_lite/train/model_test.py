@@ -184,6 +184,15 @@ def test_systems(ctx: Context, iteration: int) -> list[Path]:
     return out + held
 
 
+def reuse_test(ctx: Context, iteration: int) -> None:
+    """An iteration that reuses the previous models (nothing was labelled, so the test set is the
+    same): its ``model_test.json`` is the previous one's, with its own iteration number."""
+    previous = ctx.path(iteration - 1, TRAIN) / TEST_REPORT
+    if previous.is_file():
+        report = {**json.loads(previous.read_text()), "iteration": iteration, "reused_from": iteration - 1}
+        atomic_write(ctx.path(iteration, TRAIN) / TEST_REPORT, json.dumps(report, indent=1))
+
+
 def test_iteration(ctx: Context, iteration: int, models: list[Path]) -> dict | None:
     """Test ``models`` (the iteration's ensemble) on the test set; write ``00.train/model_test.json``.
 

@@ -59,7 +59,7 @@ from ..dispatch import run_tasks
 from ..params import ParamError, arg, require
 from .deepmd import (BACKENDS, COMPRESSED, model_seeds, model_suffix, parse_batch_size, resolve_batch_size,
                      system_size, training_input)
-from .model_test import test_iteration
+from .model_test import reuse_test, test_iteration
 from .tasks import checkpoint_sources, data_files, training_tasks, write_data, write_task
 
 #: marker of a ``00.train`` that reuses the previous iteration's models (DP-GEN's name)
@@ -490,6 +490,7 @@ def post_train(ctx: Context, iteration: int) -> None:
     if copied(ctx, iteration):
         log.info("%s: models reused from %s, nothing to collect", ctx.rel(iteration, TRAIN),
                  ctx.iter_name(iteration - 1))
+        reuse_test(ctx, iteration)
         return
     _link_graphs(ctx, iteration)
     test_iteration(ctx, iteration, graphs(ctx, iteration))
