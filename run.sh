@@ -29,7 +29,8 @@ quickstart() {
     "$VENV/bin/dpgen" init_bulk init.json
     "$VENV/bin/python" make_test_set.py test_set
     "$VENV/bin/dpgen" run param.json
-    echo "quickstart finished: see runs/cu_emt/dpgen.log, record.dpgen, iter.*/ and models/"
+    "$VENV/bin/dpgen" report .
+    echo "quickstart finished: see runs/cu_emt/dpgen.log, record.dpgen, iter.*/, models/ and report/"
 }
 
 case "${1:-}" in
