@@ -121,6 +121,12 @@ def position(param: dict, iteration: int, selection: Callable[[int], dict]) -> t
     selection : the ``selection.json`` of an earlier iteration (read only for jobs of
         ``max_numb_iter`` > 1)
     """
+    walked = _walk(param, iteration, selection)
+    return None if walked is None else walked[:2]
+
+
+def _walk(param: dict, iteration: int, selection: Callable[[int], dict]) -> tuple[int, int, list[dict]] | None:
+    """:func:`position` with the selections of the stage's earlier iterations, oldest first."""
     jobs = param["model_devi_jobs"]
     j, k, history = 0, 0, []
     for it in range(iteration):
@@ -133,7 +139,7 @@ def position(param: dict, iteration: int, selection: Callable[[int], dict]) -> t
         k += 1
         if converged(rule(param, jobs[j]), history) or k >= jobs[j]["max_numb_iter"]:
             j, k, history = j + 1, 0, []
-    return (j, k) if j < len(jobs) else None
+    return (j, k, history) if j < len(jobs) else None
 
 
 def read_selection(ctx: Context, iteration: int) -> dict:
@@ -149,13 +155,20 @@ def job_of(ctx: Context, iteration: int) -> tuple[int, dict]:
     IndexError
         when ``model_devi_jobs`` is exhausted before ``iteration``.
     """
-    pos = position(ctx.param, iteration, lambda it: read_selection(ctx, it))
-    if pos is None:
+    j, job, _ = stage_of(ctx, iteration)
+    return j, job
+
+
+def stage_of(ctx: Context, iteration: int) -> tuple[int, dict, list[dict]]:
+    """:func:`job_of` and the selections of the earlier iterations of the job's stage, oldest
+    first, from one reading of the files.
+
+    Raises
+    ------
+    IndexError
+        when ``model_devi_jobs`` is exhausted before ``iteration``.
+    """
+    walked = _walk(ctx.param, iteration, lambda it: read_selection(ctx, it))
+    if walked is None:
         raise IndexError(f"iteration {iteration}: model_devi_jobs is exhausted")
-    return pos[0], ctx.param["model_devi_jobs"][pos[0]]
-
-
-def stage_history(ctx: Context, iteration: int) -> list[dict]:
-    """The selections of the earlier iterations of ``iteration``'s stage, oldest first."""
-    _, k = position(ctx.param, iteration, lambda it: read_selection(ctx, it))
-    return [read_selection(ctx, it) for it in range(iteration - k, iteration)]
+    return walked[0], ctx.param["model_devi_jobs"][walked[0]], walked[2]

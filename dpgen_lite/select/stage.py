@@ -27,7 +27,7 @@ from ..explore.outcome import failed_tasks
 from ..record import atomic_write
 from .model_devi import (ACCURATE, CANDIDATE, COL_MAX_F, COL_MAX_V, COL_STEP, FAILED, Adaptive, TopFrames,
                          TrustLevels, classify, number_to_label)
-from ..stages import SELECTION, converged, job_of, rule, stage_history
+from ..stages import SELECTION, converged, rule, stage_of
 from ..train.stage import graphs
 from .rules.base import CandidateData, pick_rule
 from .trust import adaptive, job_trust, system_trust
@@ -250,8 +250,7 @@ def select(ctx: Context, iteration: int) -> dict:
     Returns the summary written to ``selection.json``.
     """
     p = ctx.param
-    j, job = job_of(ctx, iteration)
-    history = stage_history(ctx, iteration)
+    j, job, history = stage_of(ctx, iteration)
     adapt = adaptive(p)
     md = engine(p)
     picker = pick_rule(p)
