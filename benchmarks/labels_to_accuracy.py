@@ -1,6 +1,6 @@
 """Labels against accuracy: pick rules (fp_pick) compared on the same loop, several seeds, one run.
 
-    .venv/bin/python benchmarks/labels_to_accuracy.py [--rules random,max_devi,fps] [--seeds 3]
+    .venv/bin/python benchmarks/labels_to_accuracy.py [--rules random,max_devi,fps,fps_devi] [--seeds 3]
                                                       [--target 60] [--dir DIR] [--keep]
 
 The oracle is EMT (ASE, through the ``ase`` fp style) on fcc Cu, 32 atoms; the schedule is the
@@ -10,7 +10,8 @@ stop), 4 models of the quickstart's network trained 800 steps (400 when reusing)
 is ``examples/cu_emt/make_test_set.py``'s: 120 frames of EMT MD at 300-1200 K that no loop
 sees.  For each rule and seed (``random_seed`` of the pick and the training seeds), the loop
 runs once in its own folder; after each training the ensemble is tested on the test set
-(``test_data_sys``, ``00.train/model_test.json``).
+(``test_data_sys``, ``00.train/model_test.json``).  Each finished loop leaves
+``RULE.SEED.json`` in ``--dir``: run again with the same ``--dir`` and it is not redone.
 
 Printed: per rule, per iteration, the labels so far and the ensemble's mean force RMSE
 (meV/Å), mean ± spread (min-max) over the seeds; then the labels needed to reach ``--target``
@@ -35,12 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+PICKS = {"random": {"rule": "random"}, "max_devi": {"rule": "max_devi"}, "fps": {"rule": "fps"},
+         "fps_devi": {"rule": "fps", "devi_weight": True}}
+"""The benchmark's names of the ``fp_pick`` settings it compares."""
+
+
 def param(rule: str, seed: int) -> dict:
     """The quickstart's parameters with the benchmark's schedule, seed and pick rule."""
     p = json.loads((ROOT / "examples" / "cu_emt" / "param.json").read_text())
     p.update(final_training=None, convergence_accurate_ratio=None, fp_task_max=10, random_seed=seed,
              training_reuse_numb_steps=400, test_data_sys=["test_set"],
-             fp_pick={"rule": rule, **({"stop_ratio": 0.0} if rule == "fps" else {})})
+             fp_pick=PICKS[rule])
     t = p["default_training_param"]
     t["training"]["numb_steps"] = 800
     t["training"]["seed"] = seed
@@ -51,6 +57,10 @@ def param(rule: str, seed: int) -> dict:
 def run_one(base: Path, rule: str, seed: int, shared: Path) -> dict:
     """One loop; per iteration: labels so far, mean force RMSE on the test set (meV/Å)."""
     folder = base / f"{rule}.{seed}"
+    done = base / f"{rule}.{seed}.json"
+    if done.is_file():  # finished by an earlier invocation with the same --dir
+        return json.loads(done.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for name in ("Cu.fcc.02x02x02", "test_set"):
         (folder / name).symlink_to(shared / name)
@@ -70,7 +80,9 @@ def run_one(base: Path, rule: str, seed: int, shared: Path) -> dict:
             continue
         labels.append(sum(it2["labels_added"] or 0 for it2 in report["iterations"] if it2["iteration"] < it["iteration"]))
         rmse.append(mt["force_rmse_meV_per_A"])
-    return {"labels": labels, "rmse": rmse, "wall_s": wall}
+    result = {"labels": labels, "rmse": rmse, "wall_s": wall}
+    done.write_text(json.dumps(result))
+    return result
 
 
 def labels_to_reach(run: dict, target: float) -> float:
@@ -85,7 +97,7 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rules", default="random,max_devi,fps")
+    parser.add_argument("--rules", default=",".join(PICKS), help=f"of {', '.join(PICKS)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--target", type=float, default=60.0, help="force RMSE target, meV/Å")
     parser.add_argument("--dir")
@@ -93,13 +105,18 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(args.dir or tempfile.mkdtemp(prefix="labels-"))
     shared = base / "shared"
-    shared.mkdir(parents=True)
-    shutil.copy(ROOT / "examples" / "cu_emt" / "init.json", shared)
-    subprocess.run([str(BIN / "dpgen"), "init_bulk", "init.json"], cwd=shared, check=True, capture_output=True)
-    subprocess.run([sys.executable, str(ROOT / "examples" / "cu_emt" / "make_test_set.py"), "test_set"], cwd=shared,
-                   check=True, capture_output=True)
+    if not (shared / "test_set").is_dir():  # made once per --dir, so resumed loops share the data
+        shutil.rmtree(shared, ignore_errors=True)
+        shared.mkdir(parents=True)
+        shutil.copy(ROOT / "examples" / "cu_emt" / "init.json", shared)
+        subprocess.run([str(BIN / "dpgen"), "init_bulk", "init.json"], cwd=shared, check=True, capture_output=True)
+        subprocess.run([sys.executable, str(ROOT / "examples" / "cu_emt" / "make_test_set.py"), "test_set"],
+                       cwd=shared, check=True, capture_output=True)
     rules = args.rules.split(",")
-    runs = {r: [run_one(base, r, 1000 + s, shared) for s in range(args.seeds)] for r in rules}
+    runs = {r: [] for r in rules}
+    for s in range(args.seeds):  # seed by seed: an interrupted benchmark has whole seeds to compare
+        for r in rules:
+            runs[r].append(run_one(base, r, 1000 + s, shared))
     n_it = min(len(run["rmse"]) for rr in runs.values() for run in rr)
     print(f"force RMSE on the 120-frame EMT MD test set (meV/Å), mean (min-max) over {args.seeds} seeds")
     for r in rules:

@@ -70,6 +70,20 @@ def test_fps_covers_the_clusters_and_stops_on_duplicates():
     assert farthest_points(desc, 0, 30) == farthest_points(desc, 0, 30)[:22] and len(farthest_points(desc, 0, 30)) == 22
 
 
+def test_fps_devi_weight_prefers_the_uncertain_of_two_far_clusters():
+    """Clusters 1 and 2 lie equally far from the first pick; unweighted, the farther centre wins
+    by a hair; weighted by deviation, the cluster the ensemble is unsure of wins, and within it
+    the frame of largest deviation."""
+    desc = clusters()
+    desc[20:] += [0.0, 0.5]  # cluster 2 slightly farther from cluster 0 than cluster 1 is
+    devi = np.full(len(desc), 0.11)
+    devi[3], devi[10:20] = 0.3, np.linspace(0.2, 0.25, 10)
+    plain, _ = pick_rule({"fp_pick": {"rule": "fps"}}).pick(rows(22), 2, 0, data(devi, desc))
+    weighted, _ = pick_rule({"fp_pick": {"rule": "fps", "devi_weight": True}}).pick(rows(22), 2, 0, data(devi, desc))
+    assert plain[:, 2].tolist()[1] in (20, 21)
+    assert weighted[:, 2].tolist() == [3, 19]
+
+
 def test_unknown_rule_is_refused(cu_run):
     folder, param = cu_run
     with pytest.raises(ParamError, match="fp_pick"):

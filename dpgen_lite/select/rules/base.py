@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 from dargs import Argument, Variant
 
+from ...params import normalize
 from ...registry import Registry
 
 RULES = Registry("dpgen_lite.select.rules", "fp_pick rule")
@@ -92,6 +93,12 @@ def pick_args() -> Argument:
 
 
 def pick_rule(param: dict) -> PickRule:
-    """The rule ``param["fp_pick"]`` names."""
-    settings = dict(param.get("fp_pick") or {"rule": "random"})
+    """The rule ``param["fp_pick"]`` names, its keys checked and their defaults filled.
+
+    Raises
+    ------
+    ParamError
+        an unknown rule or key, or a value of the wrong type.
+    """
+    settings = normalize(pick_args(), dict(param.get("fp_pick") or {"rule": "random"}), "fp_pick")
     return RULES.get(settings.pop("rule", "random"))(settings)
