@@ -48,14 +48,14 @@ def run_quickstart(folder: Path) -> dict:
     return times
 
 
-def test_models(folder: Path) -> dict[str, dict]:
-    """Energy (meV/atom) and force (meV/Å) RMSE of every published model on ``test_set``."""
+def test_models(models: list[Path], test_set: Path) -> dict[str, dict]:
+    """Energy (meV/atom) and force (meV/Å) RMSE of each model (by file stem) on ``test_set`` (deepmd/npy)."""
     from deepmd.infer import DeepPot
 
-    data = dpdata.LabeledSystem(str(folder / "test_set"), fmt="deepmd/npy")
+    data = dpdata.LabeledSystem(str(test_set), fmt="deepmd/npy")
     n, natoms = data.get_nframes(), data.get_natoms()
     out = {}
-    for model in sorted((folder / "models").glob("*.pb")):
+    for model in models:
         dp = DeepPot(str(model))
         types = [dp.get_type_map().index(data["atom_names"][t]) for t in data["atom_types"]]
         e, f, _ = dp.eval(data["coords"].reshape(n, -1), data["cells"].reshape(n, -1), types)
@@ -96,7 +96,7 @@ def main() -> None:
         print(f"{it['iteration']:4d}  {it['accurate_ratio'] if it['accurate_ratio'] is not None else float('nan'):8.3f}  "
               f"{mt.get('force_rmse_meV_per_A') or float('nan'):10.1f}  {mt.get('spearman') or float('nan'):10.2f}")
     print("published models on the 120-frame EMT MD test set (300-1200 K):")
-    for name, r in test_models(folder).items():
+    for name, r in test_models(sorted((folder / "models").glob("*.pb")), folder / "test_set").items():
         print(f"  {name:28s} energy {r['energy_rmse_meV_per_atom']:6.2f} meV/atom  "
               f"force {r['force_rmse_meV_per_A']:6.1f} meV/Å")
     print(json.dumps({"times_s": times, "iterations": len(its), "labels": labels}))
