@@ -51,6 +51,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 import time
 from collections import Counter
@@ -546,6 +547,29 @@ def discard(stage_conf: dict, work_dir: Path, work_base: str) -> bool:
 def executable(name: str) -> str:
     """Absolute path of a console script installed beside this Python (``dp``, ``lmp``)."""
     return str(Path(sys.executable).parent / name)
+
+
+def local_python(stage_conf: dict, command: str) -> str | None:
+    """This Python (``sys.executable``, shell-quoted) if ``command`` is one of its environment's
+    console scripts and the stage runs its tasks on this machine (``Shell`` batch, a local
+    context, no ``source_list`` that could change the environment); else None.
+
+    A task may then run the program through this Python, in one process with other steps
+    (:mod:`.train.dp_task`), knowing it is the same installation.
+    """
+    machine, resources = stage_conf["machine"], stage_conf["resources"]
+    if (machine.get("batch_type", "").lower() != "shell" or resources.get("source_list")
+            or machine.get("context_type", "").lower() not in ("lazylocalcontext", "lazylocal", "localcontext", "local")):
+        return None
+    path = shutil.which(command)
+    if path is None:
+        return None
+    with open(path, "rb") as script:
+        first = script.readline().strip()
+    here = Path(sys.executable).parent
+    if not first.startswith(b"#!") or Path(first[2:].decode(errors="replace").strip()).parent != here:
+        return None
+    return shlex.quote(sys.executable)
 
 
 def mpi_lib_dir() -> str:

@@ -209,15 +209,21 @@ def test_commands(data_dir, tmp_path, monkeypatch):
     ctx, _ = made(data_dir, tmp_path, 0, dp_train_skip_neighbor_stat=True, training_init_frozen_model=[str(frozen)] * 2)
     seen = captured_tasks(monkeypatch, ctx, 0)
     cmd = seen["tasks"][0].command
-    assert re.search(r"dp --tf train --init-frz-model old/init\.pb --skip-neighbor-stat input\.json", cmd)
-    assert "train --restart model.ckpt --skip-neighbor-stat input.json" in cmd
+    # the embedded machine's dp is this environment's: train and freeze in one process (dp_task)
+    assert re.search(r"-m dpgen_lite\.train\.dp_task --tf train --init-frz-model old/init\.pb --skip-neighbor-stat "
+                     r"input\.json --then --tf freeze -o frozen_model\.pb;", cmd)
+    assert "train --restart model.ckpt --skip-neighbor-stat input.json --then --tf freeze" in cmd
     assert seen["tasks"][0].forward_files == ["input.json", "old/init.pb"]
     assert seen["forward_common_files"] == ["data"]
 
     ctx, _ = made(data_dir, tmp_path, 0, dp_compress=True, training_finetune_model=[str(frozen)] * 2)
     task = captured_tasks(monkeypatch, ctx, 0)["tasks"][1]
-    assert re.search(r"dp --tf train --finetune old/init\.pb input\.json; fi && \S+ --tf freeze -o frozen_model\.pb "
-                     r"&& \S+ --tf compress -i frozen_model\.pb -o frozen_model_compressed\.pb$", task.command)
+    assert re.search(r"dp_task --tf train --finetune old/init\.pb input\.json --then --tf freeze -o frozen_model\.pb "
+                     r"--then --tf compress -i frozen_model\.pb -o frozen_model_compressed\.pb; fi$", task.command)
+    # a dp of another environment (or another machine): one dp process per command
+    assert re.search(r"dp --tf train --finetune old/init\.pb input\.json; fi && dp --tf freeze -o frozen_model\.pb "
+                     r"&& dp --tf compress -i frozen_model\.pb -o frozen_model_compressed\.pb$",
+                     train_command("dp", "tensorflow", "old/init.pb", init_kind="finetune", compress=True))
     assert "frozen_model_compressed.pb" in task.backward_files
 
     ctx, _ = made(data_dir, tmp_path, 1, training_init_model=True)

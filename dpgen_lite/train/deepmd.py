@@ -201,14 +201,15 @@ def init_from_old(task_dir: Path, backend: str, kind: str | None) -> tuple[list[
     return old, (f"old/{BACKENDS[backend][3]}" if kind == "checkpoint" else old[0])
 
 
-def compress_command(dp: str, backend: str, src: str, dst: str, training_script: str | None = None) -> str:
-    """``dp compress`` of the frozen model ``src`` into ``dst`` (tabulated embedding nets).
+def compress_args(backend: str, src: str, dst: str, training_script: str | None = None) -> str:
+    """``dp`` arguments of the compression of the frozen model ``src`` into ``dst`` (tabulated
+    embedding nets).
 
     ``training_script``: the model's ``input.json``, whose data give the neighbor statistics
     that a model trained with ``--skip-neighbor-stat`` lacks (deepmd-kit refuses it otherwise).
     """
     script = f" -t {shlex.quote(training_script)}" if training_script else ""
-    return f"{dp} {dp_flag(backend)} compress -i {shlex.quote(src)} -o {shlex.quote(dst)}{script}"
+    return f"{dp_flag(backend)} compress -i {shlex.quote(src)} -o {shlex.quote(dst)}{script}"
 
 
 def train_command(
@@ -221,6 +222,7 @@ def train_command(
     model_branch: str | None = None,
     compress: bool = False,
     compressed: str = COMPRESSED,
+    python: str | None = None,
 ) -> str:
     """Shell command of one training task: train (restarting from a checkpoint if one is
     there, else optionally from ``init_model``), then freeze to ``frozen_model.<suffix>``.
@@ -235,23 +237,25 @@ def train_command(
     compress : then ``dp compress`` into ``<compressed>.<suffix>`` (with
         ``skip_neighbor_stat``, from the statistics of ``input.json``'s data)
     compressed : stem of the compressed model
+    python : the Python of ``dp``'s environment: the ``dp`` commands then run in one process of
+        it (:mod:`.dp_task`) instead of one ``dp`` process each; None: ``dp`` per command
     """
     flag, suffix, probe, ckpt = BACKENDS[backend]
-    dp_b = f"{dp} {flag}"
     extra = " --skip-neighbor-stat" if skip_neighbor_stat else ""
     init = ""
     if init_model:
         init = f" {INIT_OPTIONS[init_kind]} {shlex.quote(init_model)}"
         if init_kind == "finetune" and model_branch:
             init += f" --model-branch {shlex.quote(model_branch)}"
-    command = (
-        f"if [ -f {probe} ]; then {dp_b} train --restart {ckpt}{extra} input.json; "
-        f"else {dp_b} train{init}{extra} input.json; fi && {dp_b} freeze -o frozen_model{suffix}"
-    )
+    after = [f"{flag} freeze -o frozen_model{suffix}"]
     if compress:
-        command += " && " + compress_command(dp, backend, f"frozen_model{suffix}", f"{compressed}{suffix}",
-                                             "input.json" if skip_neighbor_stat else None)
-    return command
+        after.append(compress_args(backend, f"frozen_model{suffix}", f"{compressed}{suffix}",
+                                   "input.json" if skip_neighbor_stat else None))
+    restart, fresh = f"{flag} train --restart {ckpt}{extra} input.json", f"{flag} train{init}{extra} input.json"
+    if python:
+        run, tail = f"{python} -m dpgen_lite.train.dp_task", "".join(" --then " + a for a in after)
+        return f"if [ -f {probe} ]; then {run} {restart}{tail}; else {run} {fresh}{tail}; fi"
+    return f"if [ -f {probe} ]; then {dp} {restart}; else {dp} {fresh}; fi" + "".join(f" && {dp} {a}" for a in after)
 
 
 def checkpoint_files(task_dir: Path, backend: str) -> list[Path]:

@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from ..context import Context
-from ..dispatch import TaskSpec, executable
+from ..dispatch import TaskSpec, executable, local_python
 from .deepmd import COMPRESSED, checkpoint_files, init_from_old, model_suffix, train_command
 
 DATA = "data"
@@ -118,12 +118,16 @@ def training_tasks(ctx: Context, work: Path, init_kind: str | None, compressed: 
         for no compression
 
     The ``train`` section of ``machine.json`` gives ``dp``; ``dp_train_skip_neighbor_stat``
-    and ``training_finetune_model_branch`` of ``param.json`` apply.
+    and ``training_finetune_model_branch`` of ``param.json`` apply.  Where ``dp`` belongs to
+    this Python's environment and runs on this machine (:func:`..dispatch.local_python`), train,
+    freeze and compress run in one process (:mod:`.dp_task`).
     """
     p = ctx.param
     backend = p["train_backend"]
     suffix = model_suffix(backend)
-    dp = ctx.stage_conf("train")["command"] or executable("dp")
+    conf = ctx.stage_conf("train")
+    dp = conf["command"] or executable("dp")
+    python = local_python(conf, dp)
     extra = [f"{compressed}{suffix}"] if compressed else []
     backward = [f"frozen_model{suffix}", *extra, "lcurve.out", *CHECKPOINT_PATTERNS, *LOGS]
     tasks = []
@@ -132,7 +136,7 @@ def training_tasks(ctx: Context, work: Path, init_kind: str | None, compressed: 
         command = train_command(dp, backend, init, init_kind=init_kind or "checkpoint",
                                 skip_neighbor_stat=p.get("dp_train_skip_neighbor_stat", False),
                                 model_branch=p.get("training_finetune_model_branch"),
-                                compress=bool(compressed), compressed=compressed or COMPRESSED)
+                                compress=bool(compressed), compressed=compressed or COMPRESSED, python=python)
         tasks.append(TaskSpec(path=task.name, command=command, forward_files=["input.json", *old],
                               backward_files=list(backward), outlog=LOGS[0], errlog=LOGS[1]))
     return tasks
