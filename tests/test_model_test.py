@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import ase.build
 import dpdata
@@ -21,9 +22,10 @@ from .conftest import emt_frames
 from .test_loop import tiny
 
 
-def test_set_rmse_and_deviation_match_the_models(cu_run, models):
+def test_set_rmse_and_deviation_match_the_models(cu_run, models, monkeypatch):
     """dp test through dpdispatcher on a deepmd/npy set and an ASE trajectory (converted by dpdata):
-    the RMSEs and per-frame deviations equal deepmd-kit's Python inference on the same frames."""
+    the RMSEs and per-frame deviations equal deepmd-kit's Python inference on the same frames.
+    On one core both models are tested in one process (dp_task), with the same results."""
     folder, param = cu_run
     truth = emt_frames(4, seed=11)
     truth.to("deepmd/npy", str(folder / "test_npy"))
@@ -61,6 +63,12 @@ def test_set_rmse_and_deviation_match_the_models(cu_run, models):
     np.testing.assert_allclose(report["deviation"]["max_devi_f"], devi, rtol=1e-5)
     np.testing.assert_allclose(report["deviation"]["max_error_f"], error, rtol=1e-5)
     assert -1 <= report["deviation"]["spearman"] <= 1
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert run_model_test(ctx, 0, graphs(ctx, 0)) == report
+    text = (train / "test" / "run" / "submission.json").read_text()
+    commands = {c for c in re.findall(r'"command": "([^"]*)"', text) if " test -m " in c}
+    assert len(commands) == 1 and commands.pop().count("--then") == 1
 
     # any dpdata format: an ASE trajectory, converted under 00.train/test
     ctx.param.update(test_data_sys=["hot.traj"], test_data_fmt="ase/traj")

@@ -29,7 +29,7 @@ import numpy as np
 from dargs import Argument
 
 from ..context import FP, TRAIN, Context, log
-from ..dispatch import TaskSpec, executable, run_tasks
+from ..dispatch import TaskSpec, executable, local_python, run_tasks
 from ..params import ParamError, arg, require
 from ..record import atomic_write
 from .deepmd import dp_flag
@@ -110,8 +110,11 @@ def rmse_from_detail(prefix: Path, natoms: np.ndarray) -> dict:
 
 
 def dp_test(ctx: Context, work: Path, systems: list[Path], models: dict[str, Path]) -> tuple[dict, np.ndarray]:
-    """``dp test`` every model on ``systems`` (deepmd/npy folders), one dpdispatcher task each
-    in ``work/<name>``; the detail files stay there.
+    """``dp test`` every model on ``systems`` (deepmd/npy folders) in ``work/<name>``, where the
+    detail files stay.  One dpdispatcher task per model; where ``dp`` is this environment's and
+    the tasks run in place on this machine (:func:`..dispatch.local_python`, ``LazyLocalContext``),
+    one task per core instead, testing its share of the models in one process (:mod:`.dp_task`:
+    one TensorFlow start-up per core, not per model).
 
     Returns
     -------
@@ -126,14 +129,26 @@ def dp_test(ctx: Context, work: Path, systems: list[Path], models: dict[str, Pat
         natoms += [data.get_natoms()] * data.get_nframes()
     (work / "systems.txt").write_text("".join(f"../data/sys.{k:03d}\n" for k in range(len(systems))))
     conf = ctx.stage_conf("train")
-    dp = f"{conf['command'] or executable('dp')} {dp_flag(ctx.param['train_backend'])}"
-    tasks = []
+    exe, flag = conf["command"] or executable("dp"), dp_flag(ctx.param["train_backend"])
+    python = local_python(conf, exe) if conf["machine"]["context_type"].lower().startswith("lazylocal") else None
+    names = list(models)
     for name, model in models.items():
         (work / name).mkdir()
-        link = work / name / ("model" + model.suffix)
-        os.symlink(model.resolve(), link)
-        tasks.append(TaskSpec(path=name, command=f"{dp} test -m {link.name} -f ../systems.txt -n 100000 -d detail",
-                              forward_files=[link.name], backward_files=["detail.e.out", "detail.f.out", "detail.v.out"],
+        os.symlink(model.resolve(), work / name / ("model" + model.suffix))
+    if python:
+        groups = [[str(n) for n in g] for g in np.array_split(names, min(len(names), os.cpu_count() or 1))]
+    else:
+        groups = [[n] for n in names]
+    tasks = []
+    for group in groups:
+        if python:
+            tests = [f"{flag} test -m ../{n}/model{models[n].suffix} -f ../systems.txt -n 100000 -d ../{n}/detail"
+                     for n in group]
+            command = f"{python} -m dpgen_lite.train.dp_task {' --then '.join(tests)}"
+        else:
+            command = f"{exe} {flag} test -m model{models[group[0]].suffix} -f ../systems.txt -n 100000 -d detail"
+        tasks.append(TaskSpec(path=group[0], command=command, forward_files=[f"model{models[group[0]].suffix}"],
+                              backward_files=["detail.e.out", "detail.f.out", "detail.v.out"],
                               outlog="test.log", errlog="test.err"))
     run_tasks(conf, ctx.work_dir, str(work.relative_to(ctx.work_dir)), tasks,
               forward_common_files=["data", "systems.txt"])
