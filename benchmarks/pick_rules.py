@@ -36,18 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def train_model(folder: Path) -> Path:
     """A quickstart-network model of Cu, 20 steps on 5 EMT frames (``dp --tf train/freeze``)."""
-    import dpdata
-    from ase.calculators.emt import EMT
+    from train_task import frames
 
-    frames = None
-    for k in range(5):
-        atoms = ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
-        atoms.rattle(0.05, seed=k)
-        atoms.calc = EMT()
-        atoms.get_potential_energy()
-        f = dpdata.LabeledSystem(atoms, fmt="ase/structure", type_map=["Cu"])
-        frames = f if frames is None else frames + f
-    frames.to("deepmd/npy", str(folder / "data"))
+    frames(5).to("deepmd/npy", str(folder / "data"))
     train = json.loads((ROOT / "examples" / "cu_emt" / "param.json").read_text())["default_training_param"]
     train["training"].update(numb_steps=20, disp_freq=10, save_freq=20, training_data={"systems": ["data"],
                                                                                        "batch_size": 1})
