@@ -15,7 +15,9 @@ training steps and labels from EMT through the ``custom`` fp style of both engin
 ``machine.json`` (Shell batch in place, ``LazyLocalContext``): a stage's tasks split into at
 most one job per core, the cores shared among the jobs (``OMP``/``TF`` threads).  Job status is
 checked every second by both: ``check_interval`` 1 for dpgen_lite, and DP-GEN (which has no key
-for it and waits dpdispatcher's default 30 s) is started with that default set to 1 s.
+for it and waits dpdispatcher's default 30 s) is started with that default set to 1 s.  With
+this machine file dpgen_lite trains, freezes and tests in one process per task
+(``dpgen_lite.train.dp_task``), DP-GEN starts ``dp`` once per command.
 
 Printed, per engine and step kind (train, MD, fp: the summed wall time of those steps in
 ``dpgen.log``; the rest: everything else of the ``dpgen run`` process) and in total: wall time
