@@ -79,7 +79,8 @@ def run_args() -> Argument:
         arg("convergence_accurate_ratio", float,
             "stop once an iteration's accurate ratio (all systems) reaches this; null: run every job",
             default=None),
-        arg("random_seed", int, "seed of the candidate pick", default=2020),
+        arg("random_seed", int, "the run's seed: candidate pick, model seeds (descriptor, fitting net, "
+            "training) and MD initial velocities; another value gives an independent run", default=2020),
         *test_args(),
         pick_args(),
         final_training_args(),

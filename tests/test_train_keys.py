@@ -43,7 +43,7 @@ def train_param(**keys) -> dict:
     param = schema.normalize_value(data)
     schema.check_value(param, strict=True)
     param.update(init_data_prefix=keys.get("init_data_prefix", ""),
-                 init_data_sys=keys.get("init_data_sys", ["init", "init4"]))
+                 init_data_sys=keys.get("init_data_sys", ["init", "init4"]), random_seed=keys.get("random_seed", 2020))
     return param
 
 
@@ -404,3 +404,14 @@ def test_real_finetune(pretrained, tmp_path):
         assert "initialize training from the frozen pretrained model" in log
         assert (task / "frozen_model.pb").is_file()
         assert os.readlink(ctx.path(0, "00.train") / f"graph.{ii:03d}.pb") == f"{ii:03d}/frozen_model.pb"
+
+
+def test_random_seed_drives_model_and_velocity_seeds():
+    """Same numbers and random_seed: same seeds (a redone step repeats them); another
+    random_seed: other model seeds and MD velocities (an independent run)."""
+    from dpgen_lite.explore.base import velocity_seed
+    from dpgen_lite.train.deepmd import model_seeds
+
+    assert model_seeds(3, 1, 2020) == model_seeds(3, 1, 2020)
+    assert len({model_seeds(3, k, 2020) for k in range(4)} | {model_seeds(3, 0, 7)}) == 5
+    assert velocity_seed(2, 0, 5, 2020) == velocity_seed(2, 0, 5, 2020) != velocity_seed(2, 0, 5, 7)

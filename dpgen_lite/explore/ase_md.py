@@ -79,7 +79,8 @@ class AseEngine(Engine):
         for k, (temp, press) in enumerate(md_conditions(job)):
             settings = {"models": models, "ensemble": job["ensemble"], "temp": temp, "press": press,
                         "nsteps": job["nsteps"], "trj_freq": job["trj_freq"], "dt": job["dt"] or p["model_devi_dt"],
-                        "taut": job["taut"], "taup": job["taup"], "seed": velocity_seed(iteration, sys_idx, first + k),
+                        "taut": job["taut"], "taup": job["taup"],
+                        "seed": velocity_seed(iteration, sys_idx, first + k, p["random_seed"]),
                         "nopbc": p["model_devi_nopbc"], "constraints": job["constraints"], **relative_keywords(p)}
             out.append(({SETTINGS: json.dumps(settings, indent=1)},
                         {"temp": temp, "press": press, "ensemble": job["ensemble"], "nsteps": job["nsteps"],

@@ -270,9 +270,10 @@ def md_conditions(job: dict) -> list[tuple[float, float | None]]:
     return [(t, p) for t in job["temps"] for p in pressures]
 
 
-def velocity_seed(iteration: int, sys_idx: int, task: int) -> int:
-    """The initial-velocity seed of a task: a positive int below 2**24, fixed by its numbers."""
-    return int(np.random.default_rng([iteration, sys_idx, task]).integers(1, 2**24))
+def velocity_seed(iteration: int, sys_idx: int, task: int, run_seed: int) -> int:
+    """The initial-velocity seed of a task: a positive int below 2**24, fixed by its numbers and
+    the run's ``random_seed`` (``run_seed``)."""
+    return int(np.random.default_rng([iteration, sys_idx, task, run_seed]).integers(1, 2**24))
 
 
 def relative_keywords(p: dict) -> dict:

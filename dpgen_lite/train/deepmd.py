@@ -64,12 +64,13 @@ def model_suffix(backend: str) -> str:
     return BACKENDS[backend][1]
 
 
-def model_seeds(iteration: int, model_idx: int) -> tuple[int, int, int]:
+def model_seeds(iteration: int, model_idx: int, run_seed: int) -> tuple[int, int, int]:
     """Deterministic (descriptor, fitting, training) seeds of one ensemble member.
 
-    Distinct across members and iterations, identical when a step is re-made after a crash.
+    Distinct across members, iterations and runs of another ``random_seed`` (``run_seed``),
+    identical when a step is re-made after a crash.
     """
-    rng = np.random.default_rng([iteration, model_idx, 20200107])
+    rng = np.random.default_rng([iteration, model_idx, 20200107, run_seed])
     return tuple(int(s) for s in rng.integers(1, 2**31 - 1, size=3))
 
 

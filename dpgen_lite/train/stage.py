@@ -428,7 +428,7 @@ def make_train(ctx: Context, iteration: int) -> None:
     sources = _init_sources(ctx, iteration, kind)
     for ii in range(p["numb_models"]):
         jdata = training_input(
-            p["default_training_param"], names, model_seeds(iteration, ii), batch_size=batch,
+            p["default_training_param"], names, model_seeds(iteration, ii, p["random_seed"]), batch_size=batch,
             numb_steps=p.get("training_reuse_numb_steps") if reuse else None,
             start_lr=p.get("training_reuse_start_lr") if reuse else None,
             decay_steps=p.get("training_reuse_decay_steps") if reuse else None,
