@@ -21,10 +21,12 @@ this machine file dpgen_lite trains, freezes and tests in one process per task
 
 Printed, per engine and step kind (train, MD, fp: the summed wall time of those steps in
 ``dpgen.log``; the rest: everything else of the ``dpgen run`` process) and in total: wall time
-in s, mean over ``--rounds`` (engines alternated ABBA), and dpgen_lite / DP-GEN; then labels and
-the force and energy RMSE of the last iteration's models on the quickstart's test set (120
-frames of EMT MD at 300-1200 K that neither loop sees).  Training seeds are DP-GEN's own
-(random), so accuracies agree within seed noise, not exactly.
+in s, mean over ``--rounds`` (engines alternated ABBA), and dpgen_lite / DP-GEN; the same per
+unit of work (per iteration that trained, per exploration, per label: the two loops do not
+always do the same work, since their seeds differ); then labels and the force and energy RMSE
+of the last iteration's models on the quickstart's test set (120 frames of EMT MD at 300-1200 K
+that neither loop sees).  DP-GEN draws its model and velocity seeds unseeded, so accuracies
+and work agree only within seed noise.  Leave the machine idle while it runs.
 """
 
 from __future__ import annotations
@@ -119,11 +121,16 @@ def run_engine(name: str, folder: Path, command: list[str], shared: Path) -> dic
         raise RuntimeError(f"{folder}: {name} failed ({out.returncode}): {out.stderr[-3000:]}")
     report = collect(folder)
     times = {kind: sum(it["walltime_s"][kind] or 0.0 for it in report["iterations"]) for kind in ("train", "md", "fp")}
+    trained = [t.parent.name for t in sorted(folder.glob("iter.*/00.train")) if not (t / "copied").exists()]
+    explored = {t.parent.parent.name for t in folder.glob("iter.*/01.model_devi/task.*")}
     times["rest"] = total - sum(times.values())
     times["total"] = total
     test = test_models(last_models(folder), shared / "test_set")
-    return {"walltime_s": times, "iterations": len(report["iterations"]),
-            "labels": sum(it["labels_added"] or 0 for it in report["iterations"]),
+    labels = sum(it["labels_added"] or 0 for it in report["iterations"])
+    return {"walltime_s": times, "iterations": len(report["iterations"]), "trainings": len(trained),
+            "explorations": len(explored), "labels": labels,
+            "per_unit_s": {"train": times["train"] / max(len(trained), 1), "md": times["md"] / max(len(explored), 1),
+                           "fp": times["fp"] / max(labels, 1)},
             "force_rmse_meV_per_A": float(np.mean([t["force_rmse_meV_per_A"] for t in test.values()])),
             "energy_rmse_meV_per_atom": float(np.mean([t["energy_rmse_meV_per_atom"] for t in test.values()]))}
 
@@ -148,9 +155,9 @@ def main() -> None:
                    check=True, capture_output=True)
     p = param(args.jobs, args.steps, args.fp_task_max)
     (shared / "param.json").write_text(json.dumps(p, indent=1))
-    n_sys = len(p["sys_configs"][0])  # the one system's POSCARs: one MD task each per temperature
+    n_md = len(list((shared / p["sys_configs_prefix"]).glob(p["sys_configs"][0][0])))  # POSCARs: 1 MD task each
     cores = os.cpu_count() or 1
-    sizes = (p["numb_models"], n_sys, args.fp_task_max)
+    sizes = (p["numb_models"], n_md, args.fp_task_max)
     engines = {"dpgen_lite": [str(BIN / "dpgen")], "DP-GEN": [str(dpgen_python), "-c", LAUNCH_DPGEN]}
     for name in engines:
         (shared / f"{name}.machine.json").write_text(
@@ -174,7 +181,13 @@ def main() -> None:
     for kind in ("train", "md", "fp", "rest", "total"):
         a, b = mean("dpgen_lite", "walltime_s", kind), mean("DP-GEN", "walltime_s", kind)
         print(f"{kind + ' wall time (s)':22s}{a:12.1f}{b:12.1f}{a / b if b else float('nan'):8.2f}")
-    for key, label in (("iterations", "iterations"), ("labels", "labels"),
+    print("per unit of work (the loops may differ in work: an iteration with fewer than fp_task_min labels "
+          "makes the next one reuse its models)")
+    for kind, unit in (("train", "per iteration that trained"), ("md", "per exploration"), ("fp", "per label")):
+        a, b = mean("dpgen_lite", "per_unit_s", kind), mean("DP-GEN", "per_unit_s", kind)
+        print(f"{kind + ' s ' + unit:34s}{a:8.1f}{b:12.1f}{a / b if b else float('nan'):8.2f}")
+    for key, label in (("iterations", "iterations"), ("trainings", "iterations that trained"),
+                       ("labels", "labels"),
                        ("force_rmse_meV_per_A", "force RMSE (meV/Å)"),
                        ("energy_rmse_meV_per_atom", "energy RMSE (meV/at)")):
         print(f"{label:22s}{mean('dpgen_lite', key):12.1f}{mean('DP-GEN', key):12.1f}")
