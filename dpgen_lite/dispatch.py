@@ -558,8 +558,9 @@ def local_python(stage_conf: dict, command: str) -> str | None:
     (:mod:`.train.dp_task`), knowing it is the same installation.
     """
     machine, resources = stage_conf["machine"], stage_conf["resources"]
+    local = ("lazylocalcontext", "lazylocal", "localcontext", "local")
     if (machine.get("batch_type", "").lower() != "shell" or resources.get("source_list")
-            or machine.get("context_type", "").lower() not in ("lazylocalcontext", "lazylocal", "localcontext", "local")):
+            or machine.get("context_type", "").lower() not in local):
         return None
     path = shutil.which(command)
     if path is None:

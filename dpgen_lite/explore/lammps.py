@@ -189,7 +189,8 @@ class LammpsEngine(Engine):
             text = lammps_input(
                 models=models, masses=type_masses(self.param), temp=temp, press=press, ensemble=job["ensemble"],
                 nsteps=job["nsteps"], trj_freq=job["trj_freq"], dt=job["dt"] or p["model_devi_dt"],
-                seed=velocity_seed(iteration, sys_idx, first + k, p["random_seed"]), tau_t=job["taut"], tau_p=job["taup"],
+                seed=velocity_seed(iteration, sys_idx, first + k, p["random_seed"]),
+                tau_t=job["taut"], tau_p=job["taup"],
                 neidelay=job["neidelay"], neigh_one=p["lmp_neigh_modify_one"], nopbc=p["model_devi_nopbc"], **rel)
             out.append(({"input.lammps": text}, {"temp": temp, "press": press, "ensemble": job["ensemble"],
                                                   "nsteps": job["nsteps"], "trj_freq": job["trj_freq"]}))

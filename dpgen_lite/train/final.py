@@ -181,8 +181,9 @@ def check_final(conf: dict, param: dict, base_dir: Path) -> None:
 def _final_input(ctx: Context, systems: list[str], seed_idx: int, numb_steps: int, auto_prob: str | None,
                  start_lr: float | None = None) -> dict:
     conf = ctx.param["final_training"]
-    jdata = training_input(ctx.param["default_training_param"], systems, model_seeds(10**6, seed_idx, ctx.param["random_seed"]),
-                           numb_steps=numb_steps, auto_prob=auto_prob)
+    seeds = model_seeds(10**6, seed_idx, ctx.param["random_seed"])
+    jdata = training_input(ctx.param["default_training_param"], systems, seeds, numb_steps=numb_steps,
+                           auto_prob=auto_prob)
     jdata["loss"].update(conf["loss"] if conf["loss"] is not None else DEFAULT_LOSS)
     jdata["learning_rate"].update(conf["learning_rate"] or {})
     if start_lr is not None:

@@ -130,17 +130,15 @@ def dp_test(ctx: Context, work: Path, systems: list[Path], models: dict[str, Pat
     (work / "systems.txt").write_text("".join(f"../data/sys.{k:03d}\n" for k in range(len(systems))))
     conf = ctx.stage_conf("train")
     exe, flag = conf["command"] or executable("dp"), dp_flag(ctx.param["train_backend"])
+    # a shared task writes into its siblings' folders: only a context that runs tasks in place sees them
     python = local_python(conf, exe) if conf["machine"]["context_type"].lower().startswith("lazylocal") else None
     names = list(models)
     for name, model in models.items():
         (work / name).mkdir()
         os.symlink(model.resolve(), work / name / ("model" + model.suffix))
-    if python:
-        groups = [[str(n) for n in g] for g in np.array_split(names, min(len(names), os.cpu_count() or 1))]
-    else:
-        groups = [[n] for n in names]
+    n_tasks = min(len(names), os.cpu_count() or 1) if python else len(names)
     tasks = []
-    for group in groups:
+    for group in ([str(n) for n in g] for g in np.array_split(names, n_tasks)):
         if python:
             tests = [f"{flag} test -m ../{n}/model{models[n].suffix} -f ../systems.txt -n 100000 -d ../{n}/detail"
                      for n in group]
