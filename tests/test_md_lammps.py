@@ -5,20 +5,26 @@ of deviation rows with dump frames (checked on files as LAMMPS writes them)."""
 import json
 import logging
 import os
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dpgen_lite.context import Context
+from dpgen_lite.dispatch import executable
 from dpgen_lite.explore.lammps import LammpsEngine
 from dpgen_lite.explore.outcome import REPORT, NoMDFrames, align, check_tasks, dump_frames
 from dpgen_lite.explore.stage import make_model_devi, run_model_devi
+from dpgen_lite.lammps_exe import lmp_binary
 from dpgen_lite.label.stage import candidate_frames
 from dpgen_lite.schema import validate_run
 from dpgen_lite.select.model_devi import read_model_devi
 from dpgen_lite.select.stage import select
 
+from .conftest import THREADS
 from .test_loop import tiny
 from .test_template import TEMPLATE, template_job
 
@@ -69,6 +75,31 @@ def test_template_job_with_rev_mat_runs_on_lammps(cu_run, models):
     system = summary["systems"]["000"]
     assert system["accurate"] + system["candidate"] + system["failed"] == 4 * 7
     assert summary["failed_md_tasks"] == []
+
+
+def test_local_lmp_script_becomes_its_binary_with_identical_results(cu_run, models):
+    """On a stage that runs here, this environment's ``lmp`` script is replaced by the binary it
+    starts (with the DeePMD plugin's environment); elsewhere the command stays as given.  The
+    binary's deviations and trajectory are those of the script, to the last digit."""
+    folder, param = cu_run
+    ctx = run_folder(folder, param, models, [template_job()], TEMPLATE, sys_configs=[["001/POSCAR"]])
+    md = LammpsEngine(ctx.param)
+    conf = ctx.stage_conf("model_devi")
+    for command in (None, executable("lmp")):
+        program = md.program({**conf, "command": command})
+        assert program.endswith(shlex.quote(lmp_binary())) and "LAMMPS_PLUGIN_PATH=" in program
+    slurm = {**conf, "machine": {**conf["machine"], "batch_type": "Slurm"}, "command": "lmp"}
+    assert md.program(slurm) == "lmp"
+    assert md.program({**conf, "command": "mpirun -np 2 lmp"}) == "mpirun -np 2 lmp"
+    make_model_devi(ctx, 0)
+    run_model_devi(ctx, 0)
+    task = sorted(ctx.path(0, "01.model_devi").glob("task.*"))[0]
+    script = task.with_name("script")
+    shutil.copytree(task, script)
+    subprocess.run([executable("lmp"), "-i", "input.lammps"], cwd=script, check=True, capture_output=True,
+                   env={**os.environ, **THREADS})
+    for name in ("model_devi.out", "traj.dump"):
+        assert (script / name).read_text() == (task / name).read_text(), name
 
 
 #: a template whose f f f box loses atoms at V_TEMP = 2000 K within a few dozen steps

