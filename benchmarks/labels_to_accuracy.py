@@ -15,7 +15,8 @@ the test set (``test_data_sys``, ``00.train/model_test.json``).  Each finished l
 
 The rules (:data:`PICKS`): ``random`` (DP-GEN's), ``max_devi``, ``fps``, ``fps_devi`` (fps with
 ``devi_weight``) and ``fps_adapt`` (fps with ``stop_ratio`` 0.2: fewer labels where the
-candidates are near duplicates).
+candidates are near duplicates); ``random_5`` is DP-GEN's rule with ``fp_task_max`` 5, the
+adaptive budget's baseline: the same iterations and training on half the labels.
 
 Printed: per rule, per iteration, the labels so far and the ensemble's mean force RMSE
 (meV/Å), mean and spread (min-max) over the seeds; then, rule against rule, the labels needed
@@ -42,16 +43,19 @@ BIN = Path(sys.executable).parent
 
 
 PICKS = {"random": {"rule": "random"}, "max_devi": {"rule": "max_devi"}, "fps": {"rule": "fps"},
-         "fps_devi": {"rule": "fps", "devi_weight": True}, "fps_adapt": {"rule": "fps", "stop_ratio": 0.2}}
+         "fps_devi": {"rule": "fps", "devi_weight": True}, "fps_adapt": {"rule": "fps", "stop_ratio": 0.2},
+         "random_5": {"rule": "random"}}
 """The benchmark's names of the ``fp_pick`` settings it compares."""
+
+FP_TASK_MAX = {"random_5": 5}
+"""``fp_task_max`` where it is not 10: DP-GEN's rule on half the budget, the same training."""
 
 
 def param(rule: str, seed: int) -> dict:
     """The quickstart's parameters with the benchmark's schedule, seed and pick rule."""
     p = json.loads((ROOT / "examples" / "cu_emt" / "param.json").read_text())
-    p.update(final_training=None, convergence_accurate_ratio=None, fp_task_max=10, random_seed=seed,
-             training_reuse_numb_steps=400, test_data_sys=["test_set"],
-             fp_pick=PICKS[rule])
+    p.update(final_training=None, convergence_accurate_ratio=None, fp_task_max=FP_TASK_MAX.get(rule, 10),
+             random_seed=seed, training_reuse_numb_steps=400, test_data_sys=["test_set"], fp_pick=PICKS[rule])
     t = p["default_training_param"]
     t["training"]["numb_steps"] = 800
     t["training"]["seed"] = seed
