@@ -28,9 +28,9 @@ PROPERTIES = [
 ]
 
 
-def write_conf(folder, atoms=None):
-    """``folder/confs/std-fcc/POSCAR``: conventional fcc Cu (a = 3.6 Å) unless ``atoms`` given."""
-    conf = folder / "confs" / "std-fcc"
+def write_conf(folder, atoms=None, name="std-fcc"):
+    """``folder/confs/<name>/POSCAR``: conventional fcc Cu (a = 3.6 Å) unless ``atoms`` given."""
+    conf = folder / "confs" / name
     conf.mkdir(parents=True)
     (atoms or ase.build.bulk("Cu", "fcc", a=3.6, cubic=True)).write(conf / "POSCAR", format="vasp")
     return conf

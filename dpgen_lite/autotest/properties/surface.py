@@ -1,4 +1,5 @@
-"""Surface energies of the symmetrically distinct low-index planes (pymatgen ``SlabGenerator``)."""
+"""Surface energies of the symmetrically distinct low-index planes, every termination of each
+(pymatgen ``SlabGenerator``), the lowest reported per plane."""
 
 from __future__ import annotations
 
@@ -6,18 +7,54 @@ import numpy as np
 
 from ...params import ParamError
 from ..units import EV_A2_TO_J_M2
-from .base import Property, _a, check_vector, e0_per_atom, fmt, register, table
+from .base import Property, _a, e0_per_atom, fmt, register, table
+
+
+def is_hexagonal(structure) -> bool:
+    """Whether the lattice of ``structure`` (pymatgen Structure) is hexagonal (hcp, and trigonal
+    crystals on hexagonal axes): its planes are then named by four Miller-Bravais indices."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    return SpacegroupAnalyzer(structure).get_lattice_type() == "hexagonal"
+
+
+def three_index(hkil: list[int]) -> tuple[int, int, int]:
+    """(h k i l) → (h k l) of the hexagonal cell (a₁, a₂ at 120°, c); i = -(h + k) is redundant."""
+    h, k, _, l_ = hkil
+    return h, k, l_
+
+
+def four_index(hkl: tuple[int, int, int]) -> list[int]:
+    """(h k l) of the hexagonal cell → (h k i l), i = -(h + k)."""
+    h, k, l_ = hkl
+    return [h, k, -(h + k), l_]
+
+
+def bulk_structure(atoms):
+    """The pymatgen structure whose cell the Miller indices refer to: for a hexagonal lattice the
+    conventional standard cell (a₁, a₂ at 120°, c along z), else the cell as given."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    if is_hexagonal(structure):
+        return SpacegroupAnalyzer(structure).get_conventional_standard_structure()
+    return structure
 
 
 @register
 class Surface(Property):
-    """γ_s = (E_slab - N e0) / (2 A) in J/m², A = |a x b| of the slab cell, e0 the relaxed energy per atom.
+    """γ_s = (E_slab - N e0) / (2 A) in J/m², A = |a x b| of the slab cell, e0 the relaxed energy
+    per atom (both faces of the slab are the same termination).
 
     Keys (DP-GEN's): ``max_miller`` (default 2: every distinct plane up to that index, pymatgen
-    ``get_symmetrically_distinct_miller_indices``) or ``miller`` (explicit list of [h, k, l]),
-    ``min_slab_size`` (Å, default 10), ``min_vacuum_size`` (Å, default 11).  One slab per plane:
-    ``SlabGenerator(..., center_slab=True, max_normal_search=max index).get_slabs()[0]`` (the first
-    distinct termination), atoms relaxed at fixed cell by default (``relax_pos`` false: unrelaxed surface).
+    ``get_symmetrically_distinct_miller_indices``) or ``miller`` (explicit list of [h, k, l]; for a
+    hexagonal lattice four Miller-Bravais indices [h, k, i, l] with i = -(h + k), in the
+    conventional hexagonal cell: basal [0, 0, 0, 1], prism [1, 0, -1, 0], pyramidal I
+    [1, 0, -1, 1], pyramidal II [1, 1, -2, 2]), ``min_slab_size`` (Å, default 10),
+    ``min_vacuum_size`` (Å, default 11).  Every distinct termination of a plane
+    (``SlabGenerator(..., center_slab=True, max_normal_search=max index).get_slabs()``) is a task;
+    the plane's surface energy is the lowest (an hcp prism plane has a narrow and a wide cut, the
+    narrow one about a quarter higher).  Atoms relaxed at fixed cell by default (``relax_pos``
+    false: unrelaxed surface).
     """
 
     name = "surface"
@@ -25,53 +62,93 @@ class Surface(Property):
     @classmethod
     def args(cls):
         return [_a("max_miller", int, "largest Miller index", default=2),
-                _a("miller", list, "explicit Miller indices [[h, k, l], ...]", default=None),
+                _a("miller", list, "explicit Miller indices [[h, k, l], ...] ([[h, k, i, l], ...] for hexagonal "
+                   "lattices)", default=None),
                 _a("min_slab_size", float, "slab thickness, Å", default=10.0),
                 _a("min_vacuum_size", float, "vacuum thickness, Å", default=11.0)]
 
     def check(self, structure):
+        """Miller indices: 4 with i = -(h + k) for a hexagonal lattice, else 3; not all zero.
+
+        Raises
+        ------
+        ParamError
+            naming the index, its value and the notation needed.
+        """
+        from pymatgen.io.ase import AseAtomsAdaptor
+        hexagonal = bool(self.conf["miller"]) and is_hexagonal(AseAtomsAdaptor.get_structure(structure))
+        n = 4 if hexagonal else 3
         for i, hkl in enumerate(self.conf["miller"] or []):
-            check_vector({"type": "surface", f"miller[{i}]": hkl}, f"miller[{i}]", 3)
+            key = f"properties[surface].miller[{i}] = {hkl!r}"
+            if not (isinstance(hkl, list) and len(hkl) == n
+                    and all(isinstance(x, int) and not isinstance(x, bool) for x in hkl)):
+                raise ParamError(f"{key}: need a list of {n} integers" + (
+                    " (the lattice is hexagonal: four Miller-Bravais indices [h, k, i, l] with i = -(h + k), "
+                    "e.g. [1, 0, -1, 0] for the prism plane)" if hexagonal else
+                    " (three-index Miller notation; four indices are for hexagonal lattices)"))
+            if hexagonal and hkl[2] != -(hkl[0] + hkl[1]):
+                raise ParamError(f"{key}: i must be -(h + k) = {-(hkl[0] + hkl[1])} in [h, k, i, l]")
             if not any(hkl):
-                raise ParamError(f"properties[surface].miller[{i}] = {hkl}: not a plane")
+                raise ParamError(f"{key}: not a plane")
         if self.conf["max_miller"] < 1:
             raise ParamError(f"properties[surface].max_miller = {self.conf['max_miller']}: need >= 1")
 
     def millers(self, structure) -> list[tuple[int, int, int]]:
-        """The planes computed (``miller``, else the distinct ones up to ``max_miller``)."""
+        """The planes computed, as (h, k, l) of ``structure``'s cell (:func:`bulk_structure`):
+        ``miller``, else the distinct ones up to ``max_miller``."""
         from pymatgen.core.surface import get_symmetrically_distinct_miller_indices
         if self.conf["miller"]:
-            return [tuple(m) for m in self.conf["miller"]]
+            return [three_index(m) if len(m) == 4 else tuple(m) for m in self.conf["miller"]]
         return sorted(get_symmetrically_distinct_miller_indices(structure, self.conf["max_miller"]))
 
     def make(self, relaxed, folder):
+        """One task per (plane, termination); meta: the plane as given (four indices for hexagonal
+        lattices), the termination's number and pymatgen's shift (fractional, along the normal)."""
         from pymatgen.core.surface import SlabGenerator
         from pymatgen.io.ase import AseAtomsAdaptor
-        structure = AseAtomsAdaptor.get_structure(relaxed)
+        structure = bulk_structure(relaxed)
+        hexagonal = is_hexagonal(structure)
         tasks = []
         for hkl in self.millers(structure):
             gen = SlabGenerator(structure, hkl, self.conf["min_slab_size"], self.conf["min_vacuum_size"],
                                 center_slab=True, max_normal_search=max(abs(x) for x in hkl))
-            slab = AseAtomsAdaptor.get_atoms(gen.get_slabs()[0].get_sorted_structure())
-            slab.pbc = True
-            tasks.append((slab, {"miller": [int(x) for x in hkl]}))
+            for j, cut in enumerate(gen.get_slabs()):
+                slab = AseAtomsAdaptor.get_atoms(cut.get_sorted_structure())
+                slab.pbc = True
+                miller = four_index(hkl) if hexagonal else list(hkl)
+                tasks.append((slab, {"miller": [int(x) for x in miller], "termination": j, "shift": float(cut.shift)}))
         return tasks
 
     def post(self, results, metas, relaxed, folder):
+        """``surfaces``: per plane, the lowest termination's ``natoms``, ``area_A2`` (Å²),
+        ``surface_energy_J_m2`` and ``termination``, with every termination under ``terminations``."""
         e0 = e0_per_atom(relaxed)
-        rows = []
+        planes: dict[tuple, list[dict]] = {}
         for r, m in zip(results, metas):
             area = float(np.linalg.norm(np.cross(r.atoms.cell[0], r.atoms.cell[1])))
-            rows.append({"miller": m["miller"], "natoms": len(r.atoms), "area_A2": area,
-                         "surface_energy_J_m2": (r.energy - len(r.atoms) * e0) / (2 * area) * EV_A2_TO_J_M2})
+            planes.setdefault(tuple(m["miller"]), []).append(
+                {"termination": m.get("termination", 0), "shift": m.get("shift"), "natoms": len(r.atoms),
+                 "area_A2": area, "surface_energy_J_m2": (r.energy - len(r.atoms) * e0) / (2 * area) * EV_A2_TO_J_M2})
+        rows = []
+        for miller, cuts in planes.items():
+            low = min(cuts, key=lambda c: c["surface_energy_J_m2"])
+            rows.append({"miller": list(miller), **{k: low[k] for k in ("termination", "natoms", "area_A2",
+                                                                         "surface_energy_J_m2")},
+                         "terminations": cuts})
         return {"surfaces": rows}
 
     def report(self, res):
-        rows = [("".join(map(str, s["miller"])), s["natoms"], fmt(s["area_A2"], 3), fmt(s["surface_energy_J_m2"]))
-                for s in res["surfaces"]]
-        return "Surface energy\n" + table(rows, ("hkl", "natoms", "A (A^2)", "gamma_s (J/m^2)"))
+        rows = [(name(s["miller"]), f"{c.get('termination', 0)}{' *' if c is s or c['termination'] == s['termination'] else ''}",
+                 c["natoms"], fmt(c["area_A2"], 3), fmt(c["surface_energy_J_m2"]))
+                for s in res["surfaces"] for c in s.get("terminations", [s])]
+        return ("Surface energy (* the lowest termination, the plane's value)\n"
+                + table(rows, ("hkl", "termination", "natoms", "A (A^2)", "gamma_s (J/m^2)")))
 
     @classmethod
     def scalars(cls, res):
-        return {f"surface ({''.join(map(str, s['miller']))}) (J/m²)": s["surface_energy_J_m2"]
-                for s in res["surfaces"]}
+        return {f"surface ({name(s['miller'])}) (J/m²)": s["surface_energy_J_m2"] for s in res["surfaces"]}
+
+
+def name(miller: list[int]) -> str:
+    """``111``, or ``1-10`` with signs where an index is negative (``10-10`` for four indices)."""
+    return "".join(map(str, miller))

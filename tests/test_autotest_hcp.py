@@ -1,0 +1,72 @@
+"""hcp surfaces: four-index Miller-Bravais planes, every termination computed, the lowest reported;
+checked against slabs built by hand with ASE (EMT, hcp Cu: a metastable phase, but EMT defines
+its energy, and the check needs only one route against another)."""
+
+import json
+
+import ase.build
+import ase.io
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from dpgen_lite.autotest.units import EV_A2_TO_J_M2
+from dpgen_lite.cli import main
+
+from .conftest import write_param
+from .test_autotest_properties import EMT_INTER, write_conf
+
+HCP = ase.build.bulk("Cu", "hcp", a=2.55, c=4.16)
+
+
+def gamma_s(slab, e0: float) -> float:
+    """Unrelaxed surface energy of ``slab`` (EMT), J/m²."""
+    slab.calc = EMT()
+    area = np.linalg.norm(np.cross(slab.cell[0], slab.cell[1]))
+    return (slab.get_potential_energy() - len(slab) * e0) / (2 * area) * EV_A2_TO_J_M2
+
+
+def test_hcp_planes_every_termination_lowest_reported(tmp_path):
+    """Basal: one termination, equal to ASE's hcp0001 slab.  Prism (10-10): two, the wide-gap cut
+    (ASE's hcp10m10) about a quarter above the narrow-gap one (ASE's slab with its two outer
+    layers removed); the plane's value is the lower."""
+    conf = write_conf(tmp_path, HCP, "std-hcp")
+    surface = {"type": "surface", "miller": [[0, 0, 0, 1], [1, 0, -1, 0]], "min_slab_size": 10,
+               "min_vacuum_size": 10, "cal_setting": {"relax_pos": False}}
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
+                           "relaxation": {"cal_setting": {"fmax": 1e-5}}, "properties": [surface]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]["surface_00"]
+    basal, prism = res["surfaces"]
+    assert basal["miller"] == [0, 0, 0, 1] and prism["miller"] == [1, 0, -1, 0]
+    assert len(basal["terminations"]) == 1 and len(prism["terminations"]) == 2
+
+    bulk = ase.io.read(conf / "relaxation" / "relax_task" / "CONTCAR", format="vasp")
+    a, c = bulk.cell.cellpar()[0], bulk.cell.cellpar()[2]
+    bulk.calc = EMT()
+    e0 = bulk.get_potential_energy() / len(bulk)
+    assert basal["surface_energy_J_m2"] == pytest.approx(
+        gamma_s(ase.build.hcp0001("Cu", size=(1, 1, 8), a=a, c=c, vacuum=6), e0), rel=1e-3)
+    wide = ase.build.hcp10m10("Cu", size=(1, 2, 8), a=a, c=c, vacuum=6)
+    z = wide.positions[:, 2].round(3)
+    narrow = wide[[z.min() < zi < z.max() for zi in z]]  # the outer layers off: the other cut
+    energies = sorted(t["surface_energy_J_m2"] for t in prism["terminations"])
+    assert energies == pytest.approx([gamma_s(narrow, e0), gamma_s(wide, e0)], rel=1e-3)
+    assert energies[1] > 1.15 * energies[0]
+    assert prism["surface_energy_J_m2"] == energies[0]
+    out = (tmp_path / "confs" / "std-hcp" / "surface_00" / "result.out").read_text()
+    assert "10-10" in out and "0001" in out
+
+
+@pytest.mark.parametrize("miller, message", [
+    ([1, 0, 0], "need a list of 4 integers (the lattice is hexagonal: four Miller-Bravais indices"),
+    ([1, 0, 0, 0], "i must be -(h + k) = -1"),
+])
+def test_hcp_plane_in_three_indices_is_refused(tmp_path, capsys, miller, message):
+    write_conf(tmp_path, HCP, "std-hcp")
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
+                           "properties": [{"type": "surface", "miller": [miller]}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"properties[surface].miller[0] = {miller}" in err and message in err
+    assert sorted(p.name for p in (tmp_path / "confs" / "std-hcp").iterdir()) == ["POSCAR"]
