@@ -1,5 +1,5 @@
-"""hcp surfaces: four-index Miller-Bravais planes, every termination computed, the lowest reported;
-checked against slabs built by hand with ASE (EMT, hcp Cu: a metastable phase, but EMT defines
+"""hcp: surfaces on four-index Miller-Bravais planes, every termination computed and the lowest
+reported, and the elastic set with c/a; checked against slabs and strained cells built by hand with ASE (EMT, hcp Cu: a metastable phase, but EMT defines
 its energy, and the check needs only one route against another)."""
 
 import json
@@ -8,7 +8,10 @@ import ase.build
 import ase.io
 import numpy as np
 import pytest
+from ase import units
 from ase.calculators.emt import EMT
+from ase.filters import FrechetCellFilter
+from ase.optimize import BFGS
 
 from dpgen_lite.autotest.units import EV_A2_TO_J_M2
 from dpgen_lite.cli import main
@@ -70,3 +73,41 @@ def test_hcp_plane_in_three_indices_is_refused(tmp_path, capsys, miller, message
     err = capsys.readouterr().err
     assert f"properties[surface].miller[0] = {miller}" in err and message in err
     assert sorted(p.name for p in (tmp_path / "confs" / "std-hcp").iterdir()) == ["POSCAR"]
+
+
+def test_hcp_elastic_set_against_finite_differences_of_stress(tmp_path):
+    """C11, C12, C13, C33, C44 (and C66 = (C11 - C12) / 2) of hcp Cu against central differences of
+    the stress of strained cells relaxed here with ASE (atoms relaxed, cell fixed); c/a against a
+    cell relaxation done here."""
+    write_conf(tmp_path, ase.build.bulk("Cu", "hcp", a=2.50, c=4.30), "std-hcp")  # c/a 1.72, relaxed to ~1.63
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
+                           "relaxation": {"cal_setting": {"fmax": 1e-5}},
+                           "properties": [{"type": "elastic", "n_deform": 2, "norm_deform": 0.005,
+                                           "shear_deform": 0.005, "cal_setting": {"fmax": 1e-5}}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]
+    relaxed = ase.io.read(tmp_path / "confs" / "std-hcp" / "relaxation" / "relax_task" / "CONTCAR", format="vasp")
+    a, c = relaxed.cell.cellpar()[0], relaxed.cell.cellpar()[2]
+    assert res["relaxation"]["c_over_a"] == pytest.approx(c / a, rel=1e-6)
+    alone = ase.build.bulk("Cu", "hcp", a=2.50, c=4.30)
+    alone.calc = EMT()
+    BFGS(FrechetCellFilter(alone), logfile=None).run(fmax=1e-5, steps=1000)
+    assert c / a == pytest.approx(alone.cell.cellpar()[2] / alone.cell.cellpar()[0], abs=1e-3)
+
+    def stress_voigt(strain: np.ndarray) -> np.ndarray:
+        atoms = relaxed.copy()
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + strain).T, scale_atoms=True)
+        atoms.calc = EMT()
+        BFGS(atoms, logfile=None).run(fmax=1e-5, steps=500)
+        return atoms.get_stress(voigt=True) / units.GPa  # ASE: tensile positive; GPa
+
+    eps = 0.002
+    cij = np.zeros((6, 6))
+    for j, (p, q) in enumerate([(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]):
+        strain = np.zeros((3, 3))
+        strain[p, q] = strain[q, p] = eps / (1 if p == q else 2)  # engineering shear strain eps
+        cij[:, j] = (stress_voigt(strain) - stress_voigt(-strain)) / (2 * eps)
+    got = np.array(res["elastic_00"]["C_GPa"])
+    for i, j in ((0, 0), (0, 1), (0, 2), (2, 2), (3, 3), (5, 5)):
+        assert got[i, j] == pytest.approx(cij[i, j], rel=0.02, abs=0.5), (i, j)
+    assert got[5, 5] == pytest.approx((got[0, 0] - got[0, 1]) / 2, rel=0.02)
