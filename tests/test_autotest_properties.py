@@ -202,3 +202,26 @@ def test_phonon_against_sum_rule_and_phonopy(emt_run):
     direct = phonon.qpoints.frequencies
     assert np.abs(direct - np.array(ph["band_frequencies_THz"])).max() < 0.02
     assert ph["band_labels"][0] == "G" and max(ph["dos_states_per_THz"]) > 0
+
+
+def test_stacking_faults_read_off_a_sampled_line():
+    """A smooth γ-line with a barrier and a stable fault, sampled at 11 and 21 points: the read-off
+    (three-point parabola) against the extrema of the function on a dense grid; a one-hump line
+    has no stable fault."""
+    from dpgen_lite.autotest.properties.gamma import stacking_faults
+
+    def line(x):
+        return 0.2 * np.sin(2 * np.pi * x) ** 2 + 0.08 * np.sin(np.pi * x) ** 2  # J/m²
+
+    dense = np.linspace(0, 1, 100001)
+    y = line(dense)
+    first_min = next(i for i in range(1, len(y) - 1) if y[i - 1] > y[i] <= y[i + 1])
+    us_true, sf_true = y[:first_min].max(), y[first_min]
+    for n in (10, 20):
+        x = np.linspace(0, 1, n + 1)
+        sf = stacking_faults(x.tolist(), line(x).tolist())
+        assert sf["unstable_J_m2"] == pytest.approx(us_true, rel=0.03)
+        assert sf["stable_J_m2"] == pytest.approx(sf_true, rel=0.03)
+        assert sf["stable_at"] == pytest.approx(dense[first_min], abs=0.02)
+    hump = stacking_faults([0, 0.25, 0.5, 0.75, 1], [0, 0.1, 0.2, 0.1, 0])
+    assert hump["stable_J_m2"] is None and hump["unstable_J_m2"] == pytest.approx(0.2) and hump["unstable_at"] == pytest.approx(0.5)

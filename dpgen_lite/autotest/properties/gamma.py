@@ -54,6 +54,40 @@ def slip_cell(conv, plane, direction):
     return atoms
 
 
+def vertex(x: np.ndarray, y: np.ndarray, i: int) -> tuple[float, float]:
+    """(x, y) of the extremum of the parabola through points i-1, i, i+1 (points i at the ends)."""
+    if i == 0 or i == len(y) - 1:
+        return float(x[i]), float(y[i])
+    (x0, x1, x2), (y0, y1, y2) = x[i - 1:i + 2], y[i - 1:i + 2]
+    a, b, c = np.polyfit([x0, x1, x2], [y0, y1, y2], 2)
+    if a == 0:
+        return float(x1), float(y1)
+    xv = float(np.clip(-b / (2 * a), x0, x2))
+    return xv, float(np.polyval([a, b, c], xv))
+
+
+def stacking_faults(fraction: list[float], gamma: list[float]) -> dict:
+    """Stacking-fault energies read off a γ-line (J/m², fractions of the slip length).
+
+    The stable fault is the first interior local minimum (γ[i-1] > γ[i] <= γ[i+1]); the unstable
+    one is the maximum before it (the barrier a dislocation crosses to make the fault; with no
+    stable fault, the maximum of the line).  Each is refined by the vertex of the parabola through
+    the point and its two neighbours (three-point interpolation), so a line of n_steps 10 or more
+    gives them to a few per cent.
+
+    Returns
+    -------
+    ``{"unstable_J_m2", "unstable_at", "stable_J_m2", "stable_at"}``; the stable pair is None
+    where the line has no interior minimum (bcc {110}<111>, for example).
+    """
+    x, y = np.asarray(fraction, float), np.asarray(gamma, float)
+    minima = [i for i in range(1, len(y) - 1) if y[i - 1] > y[i] <= y[i + 1]]
+    end = minima[0] if minima else len(y) - 1
+    us_at, us = vertex(x, y, int(np.argmax(y[:end + 1])))
+    sf_at, sf = vertex(x, y, minima[0]) if minima else (None, None)
+    return {"unstable_J_m2": us, "unstable_at": us_at, "stable_J_m2": sf, "stable_at": sf_at}
+
+
 @register
 class Gamma(Property):
     """γ(d) = (E(d) - E(0)) / A in J/m², A = |a x b|: the cell's c vector tilted by d along the slip
@@ -63,6 +97,7 @@ class Gamma(Property):
     Keys (DP-GEN's): ``plane_miller`` [h, k, l] and ``slip_direction`` [u, v, w] (conventional
     standard cell, pymatgen), ``supercell_size`` (repetitions of the slip cell, default [1, 1, 2]),
     ``slip_length`` (Å, default |[u v w]|), ``n_steps`` (points after d = 0, default 10).
+    The unstable and stable stacking-fault energies are read off the line (:func:`stacking_faults`).
     """
 
     name = "gamma"
@@ -107,18 +142,28 @@ class Gamma(Property):
         area = float(np.linalg.norm(np.cross(results[0].atoms.cell[0], results[0].atoms.cell[1])))
         e = np.array([r.energy for r in results])
         gamma = (e - e[0]) / area * EV_A2_TO_J_M2
-        return {"displacement_A": [m["displacement_A"] for m in metas], "fraction": [m["fraction"] for m in metas],
-                "gamma_J_m2": gamma.tolist(), "area_A2": area, "gamma_max_J_m2": float(gamma.max())}
+        fraction = [m["fraction"] for m in metas]
+        return {"displacement_A": [m["displacement_A"] for m in metas], "fraction": fraction,
+                "gamma_J_m2": gamma.tolist(), "area_A2": area, "gamma_max_J_m2": float(gamma.max()),
+                "stacking_faults": stacking_faults(fraction, gamma.tolist())}
 
     def report(self, res):
         rows = [(fmt(f, 3), fmt(d, 4), fmt(g, 5)) for f, d, g in
                 zip(res["fraction"], res["displacement_A"], res["gamma_J_m2"])]
         return ("Generalized stacking fault energy\n" + table(rows, ("fraction", "d (A)", "gamma (J/m^2)"))
-                + f"max gamma = {res['gamma_max_J_m2']:.5f} J/m^2\n")
+                + f"max gamma = {res['gamma_max_J_m2']:.5f} J/m^2\n" + "".join(
+                    f"{kind} stacking fault = {sf[f'{kind}_J_m2']:.5f} J/m^2 at {sf[f'{kind}_at']:.3f}\n"
+                    for sf in [res.get("stacking_faults", {})] for kind in ("unstable", "stable")
+                    if sf.get(f"{kind}_J_m2") is not None))
 
     @classmethod
     def scalars(cls, res):
-        return {"γ max (J/m²)": res["gamma_max_J_m2"]}
+        out = {"γ max (J/m²)": res["gamma_max_J_m2"]}
+        sf = res.get("stacking_faults") or {}
+        for kind, label in (("unstable", "γ_us"), ("stable", "γ_sf")):
+            if sf.get(f"{kind}_J_m2") is not None:
+                out[f"{label} (J/m²)"] = sf[f"{kind}_J_m2"]
+        return out
 
     @classmethod
     def plot(cls, ax, res, label):
