@@ -1,6 +1,7 @@
 """One property file, three interactions (LAMMPS EAM, ASE EMT, a DeePMD model trained here, run by
 LAMMPS), compared against EMT as the reference; plus the DFT route through an fp style."""
 
+import csv
 import json
 import subprocess
 
@@ -73,6 +74,28 @@ def test_three_interactions_compared(tmp_path, tiny_model):
     assert main(["autotest", "compare", f"x={tmp_path / 'emt'}", str(tmp_path / "dp" / "result.json"),
                  "--ref", "dp"]) == 0
     assert compare_table([("a", {"confs": {}}), ("b", {"confs": {}})], "a").count("\n") == 2
+    md = (tmp_path / "compare" / "compare.md").read_text().splitlines()
+    assert md[0].startswith("| structure | property | quantity | emt (ref) | eam | dev % |")
+    rows = list(csv.reader((tmp_path / "compare" / "compare.csv").open()))
+    assert rows[0][:5] == ["structure", "property", "quantity", "emt (ref)", "eam"] and len(rows) == len(md) - 1
+    [vac] = [r for r in rows if r[2] == "vacancy E_f (eV)"]
+    v_eam, v_emt = (results[n]["vacancy_00"]["formation_energy_eV"] for n in ("eam", "emt"))
+    assert float(vac[4]) == pytest.approx(v_eam, abs=1e-4) and vac[5] == f"{100 * (v_eam - v_emt) / v_emt:+.1f}"
+
+    # published numbers as the reference: Mishin's own table for his potential
+    paper = {"label": "Mishin 2001", "source": "Mishin et al., PRB 63, 224106 (2001), Table I",
+             "values": {"confs/std-fcc": {"relaxation": {"a (Å)": 3.615}, "vacancy_00": {"vacancy E_f (eV)": 1.27}}}}
+    (tmp_path / "mishin.json").write_text(json.dumps(paper))
+    out = tmp_path / "vs_paper"
+    assert main(["autotest", "compare", str(tmp_path / "mishin.json"), f"eam={tmp_path / 'eam'}",
+                 "--plot-dir", str(out)]) == 0
+    md = (out / "compare.md").read_text()
+    assert "| Mishin 2001 (ref) | eam | dev % |" in md and "Source of Mishin 2001: Mishin et al." in md
+    rows = {r[2]: r for r in csv.reader((out / "compare.csv").open())}
+    assert set(rows) == {"quantity", "a (Å)", "vacancy E_f (eV)"}
+    assert abs(float(rows["a (Å)"][5])) < 0.1 and abs(float(rows["vacancy E_f (eV)"][5])) < 3
+    (tmp_path / "bad.json").write_text(json.dumps({"label": "x", "values": {}}))
+    assert main(["autotest", "compare", str(tmp_path / "bad.json"), str(tmp_path / "eam")]) == 2
 
 
 def test_dft_route_through_fp_style(tmp_path):

@@ -22,16 +22,19 @@ def add_parser(sub) -> None:
                    help="step of make/run/post (default: relaxation until it is posted, then properties)")
     p.add_argument("--work-dir", default=".", help="folder the structures are relative to (default: .)")
     p.add_argument("--ref", default=None, help="compare: label of the reference (default: the first)")
-    p.add_argument("--plot-dir", default=None, help="compare: folder for the PNG plots")
+    p.add_argument("--plot-dir", default=None, help="compare: folder for compare.out, compare.md, compare.csv and "
+                                                    "the PNG plots")
     p.set_defaults(func=main)
 
 
-def _compare(results, ref, plot_dir) -> str:
-    from .compare import compare_plots, compare_table
+def _compare(results, ref, out_dir) -> str:
+    """The comparison table as text; with ``out_dir``, also written there as text, Markdown and
+    CSV, with the plots (:mod:`.compare`)."""
+    from .compare import compare_plots, compare_table, write_tables
     text = compare_table(results, ref)
-    if plot_dir:
-        for path in compare_plots(results, Path(plot_dir)):
-            text += f"plot: {path}\n"
+    if out_dir:
+        for path in [*write_tables(results, ref, Path(out_dir)), *compare_plots(results, Path(out_dir))]:
+            text += f"written: {path}\n"
     return text
 
 
