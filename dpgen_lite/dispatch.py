@@ -549,18 +549,25 @@ def executable(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def runs_here(stage_conf: dict, in_place: bool = False) -> bool:
+    """Whether the stage runs its tasks on this machine, in this environment: ``Shell`` batch, a
+    local context (with ``in_place``, ``LazyLocalContext``: tasks run in their own folders, so
+    one task may read and write its siblings'), no ``source_list`` that could change the
+    environment."""
+    machine, resources = stage_conf["machine"], stage_conf["resources"]
+    contexts = ("lazylocalcontext", "lazylocal") + (() if in_place else ("localcontext", "local"))
+    return (machine.get("batch_type", "").lower() == "shell" and not resources.get("source_list")
+            and machine.get("context_type", "").lower() in contexts)
+
+
 def local_python(stage_conf: dict, command: str) -> str | None:
     """This Python (``sys.executable``, shell-quoted) if ``command`` is one of its environment's
-    console scripts and the stage runs its tasks on this machine (``Shell`` batch, a local
-    context, no ``source_list`` that could change the environment); else None.
+    console scripts and the stage runs its tasks on this machine (:func:`runs_here`); else None.
 
     A task may then run the program through this Python, in one process with other steps
     (:mod:`.train.dp_task`), knowing it is the same installation.
     """
-    machine, resources = stage_conf["machine"], stage_conf["resources"]
-    local = ("lazylocalcontext", "lazylocal", "localcontext", "local")
-    if (machine.get("batch_type", "").lower() != "shell" or resources.get("source_list")
-            or machine.get("context_type", "").lower() not in local):
+    if not runs_here(stage_conf):
         return None
     path = shutil.which(command)
     if path is None:

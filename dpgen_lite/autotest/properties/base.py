@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
+import ase.io
 import numpy as np
 from ase import Atoms
 from dargs import Argument
 
 from ...params import ParamError, arg as _a  # noqa: F401  (_a used by the properties)
 from ..registry import PROPERTIES
-from ..task import DEFAULT_SETTING, TaskResult
+from ..task import DEFAULT_SETTING, TaskFailed, TaskResult
+
+#: the relaxation flags of ``cal_setting``
+RELAX_FLAGS = ("relax_pos", "relax_shape", "relax_vol")
+#: ``cal_setting`` keys of DP-GEN that set VASP INCAR tags
+VASP_SETTING = ("ediff", "ediffg", "encut", "kspacing", "kgamma")
+#: ``cal_setting`` keys of DP-GEN that dpgen_lite refuses -> why, and what to do instead
+REFUSED_SETTING = {
+    "input_prop": "dpgen_lite writes the LAMMPS / fp input of every task itself (a user's in.lammps or INCAR "
+                  "is not read); remove it and give the minimisation in cal_setting (etol, ftol, maxiter, "
+                  "maxeval, fmax)",
+    "overwrite_interaction": "one property runs with the file's interaction; put the property in a second "
+                             "file with the other interaction (or give a list of named interactions)",
+}
 
 register = PROPERTIES.register
 
@@ -27,7 +43,30 @@ def setting_args() -> list[Argument]:
         _a("fmax", float, "ASE optimiser: largest force, eV/Å", optional=True),
         _a("maxiter", int, "most minimisation iterations", optional=True),
         _a("maxeval", int, "most force evaluations (LAMMPS)", optional=True),
+        *[_a(k, [int, float, bool], f"DP-GEN's VASP INCAR tag {k.upper()}: no effect on LAMMPS or ASE "
+             "interactions, refused with fp", optional=True) for k in VASP_SETTING],
+        *[_a(k, [str, dict, type(None)], f"DP-GEN's {k}: refused", optional=True) for k in REFUSED_SETTING],
     ]
+
+
+def check_setting(where: str, conf: dict) -> None:
+    """Refuse DP-GEN's ``cal_setting`` keys that dpgen_lite cannot honour, and relaxation flags set
+    true with ``cal_type`` static.
+
+    Raises
+    ------
+    ParamError
+        naming the key, the value, why and the fix.
+    """
+    setting = conf.get("cal_setting") or {}
+    for key, why in REFUSED_SETTING.items():
+        if setting.get(key):
+            raise ParamError(f"{where}.cal_setting.{key} = {setting[key]!r}: refused: {why}")
+    if conf.get("cal_type") == "static":
+        on = [k for k in RELAX_FLAGS if setting.get(k)]
+        if on:
+            raise ParamError(f"{where}.cal_type = 'static' with cal_setting {', '.join(f'{k} = true' for k in on)}: a "
+                             "static task relaxes nothing; remove the flags or set cal_type 'relaxation'")
 
 
 class Property:
@@ -35,7 +74,11 @@ class Property:
 
     Parameters
     ----------
-    conf : the normalized entry of ``properties`` (``type``, ``skip``, ``suffix``, ``cal_setting``, own keys)
+    conf : the normalized entry of ``properties``: ``type``, ``skip``, ``suffix``, ``cal_type``,
+        ``cal_setting``, DP-GEN's ``init_from_suffix`` / ``output_suffix`` (refine: the tasks restart
+        from the final structures of ``<type>_<init_from_suffix>``, results in ``<type>_<output_suffix>``),
+        ``start_confs_path`` (absolute: the tasks start from ``<path>/<conf>/relaxation/relax_task/CONTCAR``),
+        and the property's own keys
 
     Class attributes
     ----------------
@@ -45,6 +88,8 @@ class Property:
 
     name: ClassVar[str]
     default_setting: ClassVar[dict] = {"relax_pos": True, "relax_shape": False, "relax_vol": False}
+    #: files :meth:`make` writes into the property folder, copied along by a refine
+    extra_files: ClassVar[list[str]] = []
 
     def __init__(self, conf: dict):
         self.conf = conf
@@ -56,12 +101,81 @@ class Property:
 
     @property
     def folder(self) -> str:
-        """Folder name under the conf: ``<type>_<suffix>`` (DP-GEN's ``eos_00``)."""
-        return f"{self.name}_{self.conf.get('suffix', '00')}"
+        """Folder name under the conf: ``<type>_<suffix>`` (DP-GEN's ``eos_00``), ``<type>_<output_suffix>``
+        for a refine."""
+        return f"{self.name}_{self.conf.get('output_suffix') or self.conf.get('suffix', '00')}"
+
+    @property
+    def refine(self) -> bool:
+        """Whether the tasks restart from another folder's results (DP-GEN's ``output_suffix``)."""
+        return bool(self.conf.get("output_suffix"))
 
     def setting(self) -> dict:
-        """Relaxation settings of the tasks: defaults < property defaults < ``cal_setting``."""
-        return {**DEFAULT_SETTING, **self.default_setting, **(self.conf.get("cal_setting") or {})}
+        """Relaxation settings of the tasks: defaults < property defaults < ``cal_setting``;
+        ``cal_type`` static (DP-GEN's single point) turns every relaxation off."""
+        out = {**DEFAULT_SETTING, **self.default_setting, **(self.conf.get("cal_setting") or {})}
+        if self.conf.get("cal_type") == "static":
+            out.update(dict.fromkeys(RELAX_FLAGS, False))
+        return out
+
+    def start_structure(self, relaxed: Atoms, conf_dir: Path) -> Atoms:
+        """The structure the tasks are built on: ``relaxed``, or with ``start_confs_path`` the
+        ``CONTCAR`` of that folder's relaxation of the same structure (DP-GEN's meaning; energies
+        stay referred to this interaction's relaxation)."""
+        path = self.start_file(conf_dir)
+        return relaxed if path is None else ase.io.read(path, format="vasp")
+
+    def start_file(self, conf_dir: Path) -> Path | None:
+        """``<start_confs_path>/<conf name>/relaxation/relax_task/CONTCAR``, None without the key.
+
+        Raises
+        ------
+        ParamError
+            naming the key and the missing file.
+        """
+        start = self.conf.get("start_confs_path")
+        if not start:
+            return None
+        path = Path(start) / Path(conf_dir).name / "relaxation" / "relax_task" / "CONTCAR"
+        if not path.is_file():
+            raise ParamError(f"properties[{self.name}].start_confs_path = {start!r}: {path} does not exist; "
+                             "relax the structure there first, or remove the key to start from this relaxation")
+        return path
+
+    def sources(self, conf_dir: Path) -> list[tuple[Path, dict]]:
+        """For a refine, the finished tasks of ``<conf_dir>/<type>_<init_from_suffix>`` with their
+        metadata, in task order; [] otherwise.
+
+        Raises
+        ------
+        ParamError
+            when that folder or a task's result is missing.
+        """
+        if not self.refine:
+            return []
+        init = Path(conf_dir) / f"{self.name}_{self.conf.get('init_from_suffix') or '00'}"
+        where = f"properties[{self.name}].init_from_suffix = {self.conf.get('init_from_suffix') or '00'!r}"
+        if not (init / "tasks.json").is_file():
+            raise ParamError(f"{where}: {init} has no tasks.json; make, run and post that property first")
+        out = []
+        for entry in json.loads((init / "tasks.json").read_text())["tasks"]:
+            if not (init / entry["task"] / "result_task.json").is_file():
+                raise ParamError(f"{where}: {init / entry['task']} has no result_task.json; run and post it first")
+            out.append((init / entry["task"], entry["meta"]))
+        return out
+
+    def make_tasks(self, relaxed: Atoms, folder: Path) -> list[tuple[Atoms, dict]]:
+        """:meth:`make`, or for a refine the final structures and metadata of the tasks refined
+        (with :attr:`extra_files` copied)."""
+        if not self.refine:
+            return self.make(relaxed, folder)
+        found = self.sources(Path(folder).parent)
+        for name in self.extra_files:
+            shutil.copyfile(found[0][0].parent / name, Path(folder) / name)
+        try:
+            return [(TaskResult.load(task).atoms, meta) for task, meta in found]
+        except TaskFailed as err:
+            raise ParamError(str(err)) from None
 
     def check(self, structure: Atoms) -> None:
         """Check the keys against the (unrelaxed) structure before any task runs.
