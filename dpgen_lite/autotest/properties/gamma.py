@@ -88,15 +88,34 @@ def stacking_faults(fraction: list[float], gamma: list[float]) -> dict:
     return {"unstable_J_m2": us, "unstable_at": us_at, "stable_J_m2": sf, "stable_at": sf_at}
 
 
+#: DP-GEN's slip systems (miller_index, displace_direction) -> the slip direction it uses (the first
+#: cell vector of its ``return_direction`` table: the family member of displace_direction in the plane)
+DPGEN_SLIP = {
+    ((1, 0, 0), (0, 1, 0)): (0, 1, 0),
+    ((1, 1, 0), (1, 1, 1)): (-1, 1, 1),
+    ((1, 1, 1), (1, 1, 0)): (-1, 1, 0),
+    ((1, 1, 1), (1, 1, 2)): (1, 1, -2),
+    ((1, 1, 2), (1, 1, 1)): (-1, -1, 1),
+    ((1, 2, 3), (1, 1, 1)): (-1, -1, 1),
+}
+
+
 @register
 class Gamma(Property):
-    """γ(d) = (E(d) - E(0)) / A in J/m², A = |a x b|: the cell's c vector tilted by d along the slip
-    direction creates one fault per cell (no vacuum); atoms relax along the plane normal only
-    (``fix_axes`` x, y frozen), the cell is fixed.
+    """γ(d) = (E(d) - E(0)) / A in J/m², A = |a x b|, the slip cell (:func:`slip_cell`) repeated
+    ``supercell_size`` times; atoms relax along the plane normal only (``add_fix``), the cell is fixed.
+    With ``min_vacuum_size`` 0 the cell's c vector is tilted by d along the slip direction (one fault
+    per cell, no surface); with a vacuum (DP-GEN's slab) the upper half of the slab slides by d.
 
-    Keys (DP-GEN's): ``plane_miller`` [h, k, l] and ``slip_direction`` [u, v, w] (conventional
-    standard cell, pymatgen), ``supercell_size`` (repetitions of the slip cell, default [1, 1, 2]),
-    ``slip_length`` (Å, default |[u v w]|), ``n_steps`` (points after d = 0, default 10).
+    Keys: ``plane_miller`` [h, k, l] and ``slip_direction`` [u, v, w] (conventional standard cell,
+    pymatgen; APEX's names), or DP-GEN's ``miller_index`` and ``displace_direction`` (a direction
+    family: DP-GEN's slip systems 100/010, 110/111, 111/110, 111/112, 112/111 and 123/111 slip along
+    the member it picks, :data:`DPGEN_SLIP`; any other pair must have the direction in the plane);
+    ``lattice_type`` (DP-GEN's "fcc" / "bcc", "hcp": checked against the structure),
+    ``supercell_size`` (repetitions of the slip cell; default [1, 1, 2], DP-GEN's [1, 1, 5] with
+    its keys), ``min_vacuum_size`` (Å; default 0, DP-GEN's 20 with its keys), ``add_fix``
+    (frozen Cartesian axes, DP-GEN's ["true", "true", "false"]), ``slip_length`` (Å, default one
+    period of the slip direction), ``n_steps`` (points after d = 0, default 10).
     The unstable and stable stacking-fault energies are read off the line (:func:`stacking_faults`).
     """
 
@@ -105,36 +124,104 @@ class Gamma(Property):
 
     @classmethod
     def args(cls):
-        return [_a("plane_miller", list, "Miller indices of the slip plane"),
-                _a("slip_direction", list, "slip direction, lattice-vector indices"),
-                _a("supercell_size", list, "repetitions of the slip cell", default=[1, 1, 2]),
+        return [_a("plane_miller", list, "Miller indices of the slip plane", default=None),
+                _a("slip_direction", list, "slip direction, lattice-vector indices", default=None),
+                _a("miller_index", list, "DP-GEN's name of the slip plane", default=None),
+                _a("displace_direction", list, "DP-GEN's slip direction (family)", default=None),
+                _a("lattice_type", str, "fcc, bcc or hcp: checked against the structure", default=None),
+                _a("supercell_size", list, "repetitions of the slip cell", default=None),
+                _a("min_vacuum_size", [int, float], "vacuum along the normal, Å (0: tilted cell)", default=None),
+                _a("add_fix", list, "per Cartesian axis, whether atoms stay fixed", default=["true", "true", "false"]),
                 _a("slip_length", float, "length of the γ-line, Å (default |slip_direction|)", default=None),
                 _a("n_steps", int, "displacements after 0", default=10)]
 
+    @property
+    def dpgen_keys(self) -> bool:
+        """Whether the slip system is given with DP-GEN's keys (its defaults then apply)."""
+        return self.conf.get("miller_index") is not None
+
+    def slip_system(self) -> tuple[list, list]:
+        """(plane, direction) in the conventional standard cell.
+
+        Raises
+        ------
+        ParamError
+            for a missing or doubly given plane / direction, or a DP-GEN pair out of its table
+            whose direction is not in the plane.
+        """
+        c = self.conf
+        pairs = (("plane_miller", "miller_index"), ("slip_direction", "displace_direction"))
+        for new, old in pairs:
+            if (c.get(new) is None) == (c.get(old) is None):
+                raise ParamError(f"properties[gamma]: {new} = {c.get(new)!r}, {old} = {c.get(old)!r}: give "
+                                 f"exactly one of them")
+        if (c.get("plane_miller") is None) != (c.get("slip_direction") is None):
+            raise ParamError("properties[gamma]: give plane_miller with slip_direction, or DP-GEN's miller_index "
+                             "with displace_direction")
+        if not self.dpgen_keys:
+            return c["plane_miller"], c["slip_direction"]
+        plane, family = c["miller_index"], c["displace_direction"]
+        check_vector(c, "miller_index", 3)
+        check_vector(c, "displace_direction", 3)
+        picked = DPGEN_SLIP.get((tuple(plane), tuple(family)))
+        if picked is None and np.dot(plane, family) != 0:
+            known = ", ".join(f"{''.join(map(str, p))}/{''.join(map(str, d))}" for p, d in DPGEN_SLIP)
+            raise ParamError(f"properties[gamma]: miller_index = {plane}, displace_direction = {family}: not one of "
+                             f"DP-GEN's slip systems ({known}) and the direction is not in the plane; give a "
+                             "direction in the plane")
+        return plane, list(picked or family)
+
+    def size(self) -> list[int]:
+        """``supercell_size``, or the default of the key family used."""
+        return self.conf["supercell_size"] or ([1, 1, 5] if self.dpgen_keys else [1, 1, 2])
+
+    def vacuum(self) -> float:
+        """``min_vacuum_size`` (Å), or the default of the key family used."""
+        v = self.conf["min_vacuum_size"]
+        return float(v if v is not None else (20 if self.dpgen_keys else 0))
+
     def check(self, structure):
+        plane, direction = self.slip_system()
         check_vector(self.conf, "plane_miller", 3)
         check_vector(self.conf, "slip_direction", 3, float)
         check_vector(self.conf, "supercell_size", 3)
-        if self.conf["n_steps"] < 1:
-            raise ParamError(f"properties[gamma].n_steps = {self.conf['n_steps']}: need >= 1")
+        fix = self.conf["add_fix"]
+        if len(fix) != 3 or any(str(x).lower() not in ("true", "false") for x in fix):
+            raise ParamError(f"properties[gamma].add_fix = {fix!r}: need three of true / false (DP-GEN: "
+                             "\"true\" / \"false\"), one per Cartesian axis")
+        if self.conf["n_steps"] < 1 or self.vacuum() < 0:
+            raise ParamError(f"properties[gamma]: n_steps = {self.conf['n_steps']} (need >= 1), min_vacuum_size = "
+                             f"{self.conf['min_vacuum_size']} (need >= 0)")
         from .interstitial import conventional
-        slip_cell(conventional(structure)[1], self.conf["plane_miller"], self.conf["slip_direction"])
+        lattice, conv = conventional(structure)
+        want = self.conf["lattice_type"]
+        if want is not None and want != lattice:
+            raise ParamError(f"properties[gamma].lattice_type = {want!r}, but the structure is "
+                             f"{lattice or 'not fcc, bcc or hcp'}; give the structure's lattice")
+        slip_cell(conv, plane, direction)
 
     def task_setting(self, meta):
-        return {**self.setting(), "fix_axes": [True, True, False]}
+        return {**self.setting(), "fix_axes": [str(x).lower() == "true" for x in self.conf["add_fix"]]}
 
     def make(self, relaxed, folder):
         from .interstitial import conventional
-        base = slip_cell(conventional(relaxed)[1], self.conf["plane_miller"], self.conf["slip_direction"])
-        base = base.repeat(tuple(self.conf["supercell_size"]))
-        length = self.conf["slip_length"] or float(np.linalg.norm(base.cell[0]) / self.conf["supercell_size"][0])
+        size = self.size()
+        base = slip_cell(conventional(relaxed)[1], *self.slip_system()).repeat(tuple(size))
+        length = self.conf["slip_length"] or float(np.linalg.norm(base.cell[0]) / size[0])
+        vacuum = self.vacuum()
+        if vacuum > 0:
+            base.center(vacuum=vacuum / 2, axis=2)
+        upper = base.get_scaled_positions()[:, 2] > 0.5
         tasks = []
         for k in range(self.conf["n_steps"] + 1):
             d = length * k / self.conf["n_steps"]
             atoms = base.copy()
-            cell = atoms.cell.array.copy()
-            cell[2, 0] += d  # a ∥ x
-            atoms.set_cell(cell, scale_atoms=False)
+            if vacuum > 0:  # a ∥ x
+                atoms.positions[upper, 0] += d
+            else:
+                cell = atoms.cell.array.copy()
+                cell[2, 0] += d
+                atoms.set_cell(cell, scale_atoms=False)
             tasks.append((atoms, {"displacement_A": d, "fraction": k / self.conf["n_steps"]}))
         return tasks
 
