@@ -1,6 +1,7 @@
 """make / run / post of the relaxation and of the properties, for every structure and interaction.
 
-Folders: ``<root>/<conf>/relaxation/relax_task`` and ``<root>/<conf>/<type>_<suffix>/task.NNNNNN``,
+Folders: ``<root>/<conf>/relaxation/relax_task`` and ``<root>/<conf>/<type>_<suffix>/task.NNNNNN``
+(DP-GEN's ``<type>_<output_suffix>`` for a refine, ``<type>_reprod`` for a reproduce),
 ``<root>`` the work folder (one interaction) or ``<work>/<name>`` (a list of interactions).
 Each property folder holds the model files, ``tasks.json`` (task names, metadata, input files),
 after post ``result.json`` and ``result.out``; ``<root>/result.json`` / ``result.out`` gather all.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import ase.io
 
-from ..dispatch import RECORD, TaskSpec, default_stage, run_tasks
+from ..dispatch import TaskSpec, default_stage, discard, run_tasks
 from ..params import ParamError
 from .calculators.base import get_calculator
 from .task import TASK_FILE, TaskResult, write_task
@@ -68,11 +69,17 @@ class Autotest:
         Raises
         ------
         ParamError
-            for ``properties`` before the relaxation was posted.
+            for ``properties`` before the relaxation was posted, or before the folders a refine or
+            reproduce takes its tasks from are posted (checked before anything is written).
         """
+        for _, _, root in self.runs:
+            for key in self.conf_keys():
+                for prop in self.props(step):
+                    prop.sources(root / key)
         for inter, calc, root in self.runs:
-            # new tasks, new submission: the record of the previous step's submission would not match
-            (root / RECORD).unlink(missing_ok=True)
+            # new tasks, new submission: forget the previous one (its record and dpdispatcher's finished
+            # tags, which would otherwise pass off a remade task with the same hash as already run)
+            discard(self.mdata.get(calc.stage) or default_stage(calc.stage), root, ".")
             for key in self.conf_keys():
                 cdir = root / key
                 if cdir != self.work_dir / key:
@@ -86,7 +93,7 @@ class Autotest:
                     except RuntimeError as err:
                         raise ParamError(f"{err}; make, run and post the relaxation first") from None
                 for prop in self.props(step):
-                    self._make_prop(calc, prop, structure, cdir / prop.folder)
+                    self._make_prop(calc, prop, prop.start_structure(structure, cdir), cdir / prop.folder)
 
     def _make_prop(self, calc, prop, structure, pdir: Path) -> None:
         if pdir.exists():
@@ -94,7 +101,7 @@ class Autotest:
         pdir.mkdir(parents=True)
         models = calc.copy_models(pdir)
         entries = []
-        for k, (atoms, meta) in enumerate(prop.make(structure, pdir)):
+        for k, (atoms, meta) in enumerate(prop.make_tasks(structure, pdir)):
             name = "relax_task" if prop.name == "relaxation" else f"task.{k:06d}"
             setting = prop.task_setting(meta)
             write_task(pdir / name, atoms, setting)

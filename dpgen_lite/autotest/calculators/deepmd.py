@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...lammps_exe import lmp_command
+from ...params import arg
 from .base import register
 from .lammps import INPUT_FILE, LOG_FILE, NamedLammps
 
@@ -17,6 +18,11 @@ class Deepmd(NamedLammps):
     """
 
     name = "deepmd"
+
+    @classmethod
+    def args(cls):
+        return [*super().args(), arg("deepmd_version", str, "DP-GEN's deepmd-kit version switch: ignored "
+                                     "(the installed deepmd-kit's plugin runs the model)", default=None)]
 
     def pair_lines(self):
         return [f"pair_style deepmd {self.model_names()[0]}", f"pair_coeff * * {self.elements()}"]

@@ -70,6 +70,9 @@ def minimize_lines(setting: dict) -> list[str]:
     return lines
 
 
+IN_LAMMPS_ARG = arg("in_lammps", str, "DP-GEN's LAMMPS input of the relaxation: refused", default=None)
+
+
 @register
 class Lammps(Calculator):
     """Any LAMMPS pair style, given verbatim (``pair_style``, ``pair_coeff``; ``model`` lists its files,
@@ -84,7 +87,22 @@ class Lammps(Calculator):
             arg("model", [str, list], "potential file(s), copied next to the tasks", default=None),
             arg("pair_style", str, "LAMMPS pair_style line without the command"),
             arg("pair_coeff", str, "LAMMPS pair_coeff arguments; write files as ../<name>"),
+            IN_LAMMPS_ARG,
         ]
+
+    def check(self) -> None:
+        """Also refuses DP-GEN's ``in_lammps`` (a user's LAMMPS input for the relaxation).
+
+        Raises
+        ------
+        ParamError
+            naming the key, the value and the fix.
+        """
+        super().check()
+        if self.inter.get("in_lammps"):
+            raise ParamError(f"interaction.in_lammps = {self.inter['in_lammps']!r}: refused: dpgen_lite writes the "
+                             "LAMMPS input itself (its outputs are read back); remove in_lammps and set the "
+                             "minimisation with relaxation.cal_setting etol, ftol, maxiter, maxeval")
 
     def pair_lines(self) -> list[str]:
         """``pair_style`` and ``pair_coeff`` lines as seen from a task folder."""
@@ -144,7 +162,7 @@ class NamedLammps(Lammps):
     @classmethod
     def args(cls):
         return [arg("model", [str, list], "potential file(s); a bare name is also looked up among the "
-                   "potentials shipped with the lammps package")]
+                   "potentials shipped with the lammps package"), IN_LAMMPS_ARG]
 
     def resolve(self, path: str) -> Path:
         local = super().resolve(path)

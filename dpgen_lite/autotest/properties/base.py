@@ -14,7 +14,7 @@ from dargs import Argument
 
 from ...params import ParamError, arg as _a  # noqa: F401  (_a used by the properties)
 from ..registry import PROPERTIES
-from ..task import DEFAULT_SETTING, TaskFailed, TaskResult
+from ..task import DEFAULT_SETTING, TaskResult
 
 #: the relaxation flags of ``cal_setting``
 RELAX_FLAGS = ("relax_pos", "relax_shape", "relax_vol")
@@ -77,7 +77,8 @@ class Property:
     conf : the normalized entry of ``properties``: ``type``, ``skip``, ``suffix``, ``cal_type``,
         ``cal_setting``, DP-GEN's ``init_from_suffix`` / ``output_suffix`` (refine: the tasks restart
         from the final structures of ``<type>_<init_from_suffix>``, results in ``<type>_<output_suffix>``),
-        ``start_confs_path`` (absolute: the tasks start from ``<path>/<conf>/relaxation/relax_task/CONTCAR``),
+        ``start_confs_path`` (the tasks start from ``<path>/<conf>/relaxation/relax_task/CONTCAR``; the
+        schema adds it resolved as ``start_confs_path_abs``),
         and the property's own keys
 
     Class attributes
@@ -136,7 +137,7 @@ class Property:
         start = self.conf.get("start_confs_path")
         if not start:
             return None
-        path = Path(start) / Path(conf_dir).name / "relaxation" / "relax_task" / "CONTCAR"
+        path = Path(self.conf["start_confs_path_abs"]) / Path(conf_dir).name / "relaxation/relax_task/CONTCAR"
         if not path.is_file():
             raise ParamError(f"properties[{self.name}].start_confs_path = {start!r}: {path} does not exist; "
                              "relax the structure there first, or remove the key to start from this relaxation")
@@ -172,10 +173,7 @@ class Property:
         found = self.sources(Path(folder).parent)
         for name in self.extra_files:
             shutil.copyfile(found[0][0].parent / name, Path(folder) / name)
-        try:
-            return [(TaskResult.load(task).atoms, meta) for task, meta in found]
-        except TaskFailed as err:
-            raise ParamError(str(err)) from None
+        return [(TaskResult.load(task).atoms, meta) for task, meta in found]
 
     def check(self, structure: Atoms) -> None:
         """Check the keys against the (unrelaxed) structure before any task runs.

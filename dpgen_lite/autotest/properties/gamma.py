@@ -54,6 +54,19 @@ def slip_cell(conv, plane, direction):
     return atoms
 
 
+def period(conv, direction) -> float:
+    """Length (Å) of the shortest translation along [u v w] (basis of the cell ``conv``) that maps the
+    crystal onto itself: |[u v w]| / n for the largest n that does (fcc: a/2<110>, a/2<112>)."""
+    frac, symbols = conv.get_scaled_positions(), np.array(conv.get_chemical_symbols())
+    u = np.array(direction, float)
+    for n in range(12, 1, -1):
+        d = (frac[:, None, :] + u / n - frac[None, :, :] + 0.5) % 1 - 0.5
+        same = (np.linalg.norm(d, axis=2) < 1e-4) & (symbols[:, None] == symbols[None, :])
+        if same.any(axis=1).all():
+            return float(np.linalg.norm(u @ conv.cell.array) / n)
+    return float(np.linalg.norm(u @ conv.cell.array))
+
+
 def vertex(x: np.ndarray, y: np.ndarray, i: int) -> tuple[float, float]:
     """(x, y) of the extremum of the parabola through points i-1, i, i+1 (points i at the ends)."""
     if i == 0 or i == len(y) - 1:
@@ -114,8 +127,9 @@ class Gamma(Property):
     ``lattice_type`` (DP-GEN's "fcc" / "bcc", "hcp": checked against the structure),
     ``supercell_size`` (repetitions of the slip cell; default [1, 1, 2], DP-GEN's [1, 1, 5] with
     its keys), ``min_vacuum_size`` (Å; default 0, DP-GEN's 20 with its keys), ``add_fix``
-    (frozen Cartesian axes, DP-GEN's ["true", "true", "false"]), ``slip_length`` (Å, default one
-    period of the slip direction), ``n_steps`` (points after d = 0, default 10).
+    (frozen Cartesian axes, DP-GEN's ["true", "true", "false"]), ``slip_length`` (Å; default
+    |slip_direction|, or with DP-GEN's keys its one lattice period along the direction,
+    :func:`period`: b = a/2<110> in fcc), ``n_steps`` (points after d = 0, default 10).
     The unstable and stable stacking-fault energies are read off the line (:func:`stacking_faults`).
     """
 
@@ -206,8 +220,11 @@ class Gamma(Property):
     def make(self, relaxed, folder):
         from .interstitial import conventional
         size = self.size()
-        base = slip_cell(conventional(relaxed)[1], *self.slip_system()).repeat(tuple(size))
-        length = self.conf["slip_length"] or float(np.linalg.norm(base.cell[0]) / size[0])
+        conv = conventional(relaxed)[1]
+        plane, direction = self.slip_system()
+        base = slip_cell(conv, plane, direction).repeat(tuple(size))
+        length = self.conf["slip_length"] or (period(conv, direction) if self.dpgen_keys
+                                              else float(np.linalg.norm(base.cell[0]) / size[0]))
         vacuum = self.vacuum()
         if vacuum > 0:
             base.center(vacuum=vacuum / 2, axis=2)

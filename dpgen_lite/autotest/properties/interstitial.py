@@ -52,7 +52,10 @@ class Interstitial(Property):
 
     Keys: ``insert_ele`` (elements, default those of the structure), ``supercell`` (3 ints, of the
     conventional standard cell, default [2, 2, 2]), ``sites`` (names from :data:`LATTICES`, default
-    all of the lattice).  The structure must be fcc (Fm-3m), bcc (Im-3m) or hcp (P6_3/mmc), one element.
+    all of the lattice), DP-GEN's ``conf_filters`` (``{"min_dist": Å}``: structures whose closest two
+    atoms are nearer are left out) and ``bcc_self`` (DP-GEN's extra bcc self-interstitial cells:
+    refused, choose ``sites``).  The structure must be fcc (Fm-3m), bcc (Im-3m) or hcp (P6_3/mmc),
+    one element.
     """
 
     name = "interstitial"
@@ -61,7 +64,10 @@ class Interstitial(Property):
     def args(cls):
         return [_a("insert_ele", list, "elements inserted", default=None),
                 _a("supercell", list, "repetitions of the conventional cell", default=[2, 2, 2]),
-                _a("sites", list, "site names (default: all standard sites of the lattice)", default=None)]
+                _a("sites", list, "site names (default: all standard sites of the lattice)", default=None),
+                _a("conf_filters", dict, "filters of the structures", default={},
+                   sub_fields=[_a("min_dist", float, "smallest interatomic distance kept, Å", default=None)]),
+                _a("bcc_self", bool, "DP-GEN's bcc self-interstitial set: refused", default=False)]
 
     def sites(self, lattice: str) -> dict:
         """The site table of ``lattice`` restricted to ``sites``."""
@@ -70,6 +76,10 @@ class Interstitial(Property):
 
     def check(self, structure):
         check_vector(self.conf, "supercell", 3)
+        if self.conf["bcc_self"]:
+            raise ParamError("properties[interstitial].bcc_self = True: refused: dpgen_lite computes the standard "
+                             "sites of the lattice (bcc: octahedral, tetrahedral, dumbbell_110); remove bcc_self and "
+                             "choose them with sites")
         lattice, _ = conventional(structure)
         if lattice is None or len(set(structure.get_chemical_symbols())) != 1:
             raise ParamError("properties[interstitial]: the structure is not a one-element fcc, bcc or hcp "
@@ -98,6 +108,13 @@ class Interstitial(Property):
                     atoms.append(ele)
                     atoms.positions[-1] = ((np.array(spec) + shift) / size) @ atoms.cell.array
                 tasks.append((atoms, {"site": site, "element": ele, "lattice": lattice}))
+        min_dist = self.conf["conf_filters"].get("min_dist")
+        if min_dist is not None:
+            tasks = [t for t in tasks if t[0].get_all_distances(mic=True)[np.triu_indices(len(t[0]), 1)].min()
+                     >= min_dist]
+            if not tasks:
+                raise ParamError(f"properties[interstitial].conf_filters.min_dist = {min_dist}: every structure has "
+                                 "two atoms nearer; lower min_dist or enlarge supercell")
         return tasks
 
     def post(self, results, metas, relaxed, folder):

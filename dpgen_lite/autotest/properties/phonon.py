@@ -37,6 +37,7 @@ class Phonon(Property):
 
     name = "phonon"
     default_setting = {"relax_pos": False, "relax_shape": False, "relax_vol": False}
+    extra_files = [DISP_FILE]
 
     @classmethod
     def args(cls):

@@ -46,7 +46,8 @@ class Reproduce(Property):
     ``<type>_reprod`` (DP-GEN's layout).
 
     Built by the schema from a ``properties`` entry with ``reproduce: true`` (the ``type`` is the
-    property reproduced).  Keys (DP-GEN's): ``init_data_path`` (the other run's ``confs`` folder),
+    property reproduced).  Keys (DP-GEN's): ``init_data_path`` (the other run's ``confs`` folder,
+    relative to the work folder; the schema adds it resolved as ``init_data_path_abs``),
     ``init_from_suffix`` (default "00"), ``reprod_last_frame`` (only each task's final frame;
     default true, false for vacancy and interstitial).  Per init task: ``nframes``, the energies
     and ``error_eV_per_atom``: with every frame, the RMS difference after the final frames are
@@ -77,7 +78,7 @@ class Reproduce(Property):
             naming the key and the missing folder.
         """
         suffix = self.conf.get("init_from_suffix") or "00"
-        init = Path(self.conf["init_data_path"]) / Path(conf_dir).name / f"{self.conf['type']}_{suffix}"
+        init = Path(self.conf["init_data_path_abs"]) / Path(conf_dir).name / f"{self.conf['type']}_{suffix}"
         tasks = sorted(init.glob("task.[0-9]*[0-9]"))
         if not tasks:
             raise ParamError(f"properties[{self.conf['type']}].init_data_path = {self.conf['init_data_path']!r}, "

@@ -50,7 +50,9 @@ class Surface(Property):
     hexagonal lattice four Miller-Bravais indices [h, k, i, l] with i = -(h + k), in the
     conventional hexagonal cell: basal [0, 0, 0, 1], prism [1, 0, -1, 0], pyramidal I
     [1, 0, -1, 1], pyramidal II [1, 1, -2, 2]), ``min_slab_size`` (Å, default 10),
-    ``min_vacuum_size`` (Å, default 11).  Every distinct termination of a plane
+    ``min_vacuum_size`` (Å, default 11), ``pert_xz`` (Å, default 0.01: DP-GEN's shear of the slab
+    cell, its third vector's x component increased with the atoms carried along; a VASP
+    work-around, kept so that the tasks are DP-GEN's).  Every distinct termination of a plane
     (``SlabGenerator(..., center_slab=True, max_normal_search=max index).get_slabs()``) is a task;
     the plane's surface energy is the lowest (an hcp prism plane has a narrow and a wide cut, the
     narrow one about a quarter higher).  Atoms relaxed at fixed cell by default (``relax_pos``
@@ -65,7 +67,8 @@ class Surface(Property):
                 _a("miller", list, "explicit Miller indices [[h, k, l], ...] ([[h, k, i, l], ...] for hexagonal "
                    "lattices)", default=None),
                 _a("min_slab_size", float, "slab thickness, Å", default=10.0),
-                _a("min_vacuum_size", float, "vacuum thickness, Å", default=11.0)]
+                _a("min_vacuum_size", float, "vacuum thickness, Å", default=11.0),
+                _a("pert_xz", float, "added to the x component of the slab's c vector, Å", default=0.01)]
 
     def check(self, structure):
         """Miller indices: 4 with i = -(h + k) for a hexagonal lattice, else 3; not all zero.
@@ -115,6 +118,9 @@ class Surface(Property):
             for j, cut in enumerate(gen.get_slabs()):
                 slab = AseAtomsAdaptor.get_atoms(cut.get_sorted_structure())
                 slab.pbc = True
+                cell = slab.cell.array.copy()
+                cell[2, 0] += self.conf["pert_xz"]
+                slab.set_cell(cell, scale_atoms=True)
                 miller = four_index(hkl) if hexagonal else list(hkl)
                 tasks.append((slab, {"miller": [int(x) for x in miller], "termination": j, "shift": float(cut.shift)}))
         return tasks
