@@ -176,3 +176,28 @@ def test_rmse_from_detail(tmp_path):
     assert r["energy_rmse_meV_per_atom"] == pytest.approx(100.0)
     assert r["force_rmse_meV_per_A"] == pytest.approx(1e3 * ((0.01 + 0.09) / 6) ** 0.5)
     assert r["virial_rmse_meV_per_atom"] is None and r["n_frames"] == 2
+
+
+def test_special_sets_from_autotest_makers(tmp_path):
+    """A special set of Autotest's task structures: the same cells the property computes
+    (vacancy supercell less one atom, the γ-line's tilted cells, every surface termination)."""
+    import ase.build
+    import ase.io
+    import numpy as np
+
+    from dpgen_lite.autotest.properties.gamma import Gamma
+    from dpgen_lite.autotest.schema import property_arg
+    from dpgen_lite.params import normalize
+    from dpgen_lite.train.final import generated_structures
+
+    ase.build.bulk("Cu", "fcc", a=3.61, cubic=True).write(tmp_path / "POSCAR", format="vasp")
+    made = lambda **gen: generated_structures({"structure": "POSCAR", **gen}, tmp_path, ["Cu"])  # noqa: E731
+    [vac] = made(type="vacancy", supercell=[2, 2, 2])
+    assert vac.get_natoms() == 31
+    gamma = {"plane_miller": [1, 1, 1], "slip_direction": [1, 1, -2], "n_steps": 4}
+    line = made(type="gamma", **gamma)
+    own = Gamma(normalize(property_arg(Gamma), {"type": "gamma", **gamma}, "x")).make(
+        ase.io.read(tmp_path / "POSCAR"), None)
+    assert len(line) == 5 and all(np.allclose(s["cells"][0], a.cell.array) for s, (a, _) in zip(line, own))
+    assert len(made(type="surface", miller=[[1, 1, 1], [1, 0, 0]], min_slab_size=6, min_vacuum_size=6)) == 2
+    assert len(made(type="eos", vol_start=0.95, vol_end=1.05, vol_step=0.025)) >= 4

@@ -55,8 +55,11 @@ def test_valid_param_passes(cu_run):
     (lambda p: p.update(final_training={"numb_steps": 10, "numb_models": 9, "init_from_loop": True,
                                         "validation": {"holdout_ratio": 0.2}}), ["numb_models = 9", "init_from_loop"]),
     (lambda p: p.update(final_training={"numb_steps": 10, "validation": {"holdout_ratio": 0.2},
-                                        "special_sets": [{"generator": {"type": "gamma", "structure": "confs/000/POSCAR"},
-                                                          "weight": 2.0}]}), ["generator type = 'gamma'", "elastic"]),
+                                        "special_sets": [{"generator": {"type": "phonon", "structure": "confs/000/POSCAR"},
+                                                          "weight": 2.0}]}), ["generator type = 'phonon'", "'gamma'"]),
+    (lambda p: p.update(final_training={"numb_steps": 10, "validation": {"holdout_ratio": 0.2},
+                                        "special_sets": [{"generator": {"type": "vacancy", "structure": "confs/000/POSCAR",
+                                                                        "supercel": [2, 2, 2]}}]}), ["supercel"]),
 ])
 def test_bad_param_fails_before_work(cu_run, capsys, mutate, expected):
     folder, param = cu_run

@@ -44,7 +44,7 @@ from ..label.stage import collect_labels, fp_style, retry_failed, run_fp_tasks, 
 from ..record import atomic_write
 from dargs import Argument
 
-from ..params import ParamError, arg, require
+from ..params import ParamError, arg, normalize, require
 from .deepmd import model_seeds, model_suffix, system_size, training_input
 from .model_test import TEST_REPORT, dp_test
 from .tasks import checkpoint_sources, data_files, training_tasks, write_data, write_task
@@ -69,28 +69,51 @@ def special_sets(conf: dict) -> list[dict]:
 
 # ---------------------------------------------------------------- special structures
 
+#: autotest properties whose task structures a special set may be made of
+AUTOTEST_GENERATORS = ("eos", "vacancy", "interstitial", "surface", "gamma")
+
+
 def generated_structures(gen: dict, base_dir: Path, type_map: list[str]) -> list[dpdata.System]:
-    """Structures of a named generator.
+    """Structures of a named generator, made from the equilibrium ``structure`` (a POSCAR).
 
     ``{"type": "elastic", "structure": "POSCAR", "norm_deform": 0.01, "shear_deform": 0.01}``:
     the 24 strained cells (±2 magnitudes of each of the 6 Voigt strains) of pymatgen's
-    ``DeformedStructureSet``, as used for stress-strain fits of C_ij.
+    ``DeformedStructureSet``, as used for stress-strain fits of C_ij.  ``type`` one of
+    :data:`AUTOTEST_GENERATORS`, with that Autotest property's keys (``{"type": "vacancy",
+    "structure": "POSCAR", "supercell": [3, 3, 3]}``, ``{"type": "gamma", ..., "plane_miller":
+    [1, 1, 1], "slip_direction": [1, 1, -2]}``): the unrelaxed starting structures of the
+    property's tasks (:meth:`dpgen_lite.autotest.properties.base.Property.make`), so that the
+    model is trained on the configurations Autotest computes.
 
     Raises
     ------
     ParamError
-        for an unknown generator type or a missing structure file.
+        for an unknown generator type, a missing structure file, or a bad key of the property.
     """
     path = base_dir / gen.get("structure", "")
     if not path.is_file():
         raise ParamError(f"final_training.special_sets generator structure = {gen.get('structure')!r}: no such file")
-    if gen.get("type") != "elastic":
-        raise ParamError(f"final_training.special_sets generator type = {gen.get('type')!r}: allowed 'elastic'")
-    structure = AseAtomsAdaptor.get_structure(ase.io.read(path))
-    norm, shear = gen.get("norm_deform", 0.01), gen.get("shear_deform", 0.01)
-    deformed = DeformedStructureSet(structure, symmetry=False, norm_strains=[-norm, -norm / 2, norm / 2, norm],
-                                    shear_strains=[-shear, -shear / 2, shear / 2, shear])
-    return [dpdata.System(AseAtomsAdaptor.get_atoms(s), fmt="ase/structure", type_map=type_map) for s in deformed]
+    kind = gen.get("type")
+    if kind not in ("elastic", *AUTOTEST_GENERATORS):
+        raise ParamError(f"final_training.special_sets generator type = {kind!r}: allowed "
+                         f"{', '.join(repr(k) for k in ('elastic', *AUTOTEST_GENERATORS))}")
+    atoms = ase.io.read(path)
+    if kind == "elastic":
+        norm, shear = gen.get("norm_deform", 0.01), gen.get("shear_deform", 0.01)
+        deformed = DeformedStructureSet(AseAtomsAdaptor.get_structure(atoms), symmetry=False,
+                                        norm_strains=[-norm, -norm / 2, norm / 2, norm],
+                                        shear_strains=[-shear, -shear / 2, shear / 2, shear])
+        made = [AseAtomsAdaptor.get_atoms(s) for s in deformed]
+    else:
+        from ..autotest.registry import PROPERTIES
+        from ..autotest.schema import property_arg
+        cls = PROPERTIES.get(kind)
+        conf = normalize(property_arg(cls), {k: v for k, v in gen.items() if k != "structure"},
+                         "final_training.special_sets generator")
+        prop = cls(conf)
+        prop.check(atoms)
+        made = [a for a, _ in prop.make(atoms, None)]
+    return [dpdata.System(a, fmt="ase/structure", type_map=type_map) for a in made]
 
 
 def special_frames(conf: dict, base_dir: Path, param: dict) -> list[tuple[int, dpdata.System, dict]]:
@@ -117,7 +140,8 @@ def final_training_args() -> Argument:
         arg("data", str, "a labelled deepmd/npy folder", default=None),
         arg("structures", list, "glob patterns of structures (sys_format) to label with the fp style", default=None),
         arg("generator", dict, "structures made by a generator: {type: elastic, structure, norm_deform, "
-           "shear_deform}", default=None),
+           "shear_deform}, or an Autotest property's task structures: {type: eos | vacancy | interstitial | "
+           "surface | gamma, structure, the property's keys}", default=None),
         arg("weight", float, "sampling weight of a frame of this set relative to a regular frame", default=3.0),
     ]
     validation = [
