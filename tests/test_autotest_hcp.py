@@ -111,3 +111,62 @@ def test_hcp_elastic_set_against_finite_differences_of_stress(tmp_path):
     for i, j in ((0, 0), (0, 1), (0, 2), (2, 2), (3, 3), (5, 5)):
         assert got[i, j] == pytest.approx(cij[i, j], rel=0.02, abs=0.5), (i, j)
     assert got[5, 5] == pytest.approx((got[0, 0] - got[0, 1]) / 2, rel=0.02)
+
+
+def hcp_interstitial(**keys):
+    from dpgen_lite.autotest.properties.interstitial import Interstitial
+    from dpgen_lite.autotest.schema import property_arg
+    from dpgen_lite.params import normalize
+    return Interstitial(normalize(property_arg(Interstitial), {"type": "interstitial", **keys}, "x"))
+
+
+def test_hcp_interstitial_sites_are_told_apart():
+    """APEX's eight hcp sites: each starting structure, rattled by 0.03 Å and shifted as a whole by
+    0.4 Å, or moved by a lattice vector (an equivalent placement), is recognised as itself and as
+    no other site."""
+    from dpgen_lite.autotest.properties.interstitial import nearest_template
+
+    from dpgen_lite.autotest.properties.interstitial import conventional
+
+    made = {m["site"]: a for a, m in hcp_interstitial(supercell=[2, 2, 2]).make(HCP, None)}
+    assert sorted(made) == sorted(["O", "BO", "T", "BT", "C", "BC", "S", "BS"])
+    assert all(len(a) == 17 for a in made.values())
+    host = conventional(HCP)[1].repeat(2)
+    a1 = host.cell.array[0] / 2
+    for site, atoms in made.items():
+        moved = atoms.copy()
+        moved.rattle(0.03, seed=1)
+        moved.translate([0.4, -0.2, 0.3])
+        assert nearest_template(moved, made, host)[0] == site
+        # the same defect one lattice vector along: an equivalent placement, the same site
+        shifted = atoms.copy()
+        shifted.translate(a1)
+        shifted.wrap()
+        assert nearest_template(shifted, made, host) == (site, pytest.approx(0, abs=1e-6))
+
+
+def test_hcp_interstitials_relaxed_with_the_site_they_reach(tmp_path):
+    """Eight sites of hcp Cu (EMT) relaxed; the octahedral formation energy against a relaxation
+    done here with ASE; every row names the site its relaxed structure is nearest to."""
+    write_conf(tmp_path, HCP, "std-hcp")
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
+                           "relaxation": {"cal_setting": {"fmax": 1e-5}},
+                           "properties": [{"type": "interstitial", "supercell": [2, 2, 2],
+                                           "cal_setting": {"fmax": 1e-4}}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]["interstitial_00"]
+    rows = {r["site"]: r for r in rows["interstitials"]}
+    assert len(rows) == 8 and all(r["relaxed_site"] in rows for r in rows.values())
+    # relaxed structures that are the same configuration have the same energy and the same site
+    assert rows["BC"]["formation_energy_eV"] == pytest.approx(rows["BO"]["formation_energy_eV"], abs=1e-4)
+    assert rows["BC"]["relaxed_site"] == rows["BO"]["relaxed_site"] == "BO"
+    assert rows["BC"]["relaxed_site_distance_A"] == pytest.approx(rows["BO"]["relaxed_site_distance_A"], abs=1e-3)
+    relaxed = ase.io.read(tmp_path / "confs" / "std-hcp" / "relaxation" / "relax_task" / "CONTCAR", format="vasp")
+    relaxed.calc = EMT()
+    e0 = relaxed.get_potential_energy() / len(relaxed)
+    start = {m["site"]: a for a, m in hcp_interstitial(supercell=[2, 2, 2]).make(relaxed, None)}["O"]
+    start.calc = EMT()
+    BFGS(start, logfile=None).run(fmax=1e-4, steps=2000)
+    assert rows["O"]["formation_energy_eV"] == pytest.approx(start.get_potential_energy() - len(start) * e0, abs=5e-3)
+    out = (tmp_path / "confs" / "std-hcp" / "interstitial_00" / "result.out").read_text()
+    assert "relaxed to" in out

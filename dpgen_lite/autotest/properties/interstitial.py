@@ -8,8 +8,9 @@ from ...params import ParamError
 from .base import Property, _a, check_vector, e0_per_atom, fmt, register, supercell, table
 
 #: per lattice: (spacegroup number, atoms in the conventional standard cell), the atoms' fractional
-#: coordinates in the setting of the table, and the sites in fractional coordinates of that cell: a point (one added atom) or, for dumbbells, the lattice
-#: atom replaced and the two atoms' offsets (fractions of the cell)
+#: coordinates in the setting of the table, and the sites in fractional coordinates of that cell: a
+#: point (one added atom) or, for dumbbells, the lattice atom replaced and the two atoms' offsets
+#: (fractions of the conventional cell)
 LATTICES = {
     "fcc": ((225, 4), [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]], {
         "octahedral": [0.5, 0.5, 0.5], "tetrahedral": [0.25, 0.25, 0.25],
@@ -17,8 +18,52 @@ LATTICES = {
     "bcc": ((229, 2), [[0, 0, 0], [0.5, 0.5, 0.5]], {
         "octahedral": [0.5, 0.5, 0.0], "tetrahedral": [0.5, 0.25, 0.0],
         "dumbbell_110": ([0, 0, 0], [0.25, 0.25, 0])}),
-    "hcp": ((194, 2), [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]], {"octahedral": [0.0, 0.0, 0.0], "tetrahedral": [1 / 3, 2 / 3, 0.625]}),
+    # APEX's eight hcp sites (Li et al., Comput. Phys. Commun. 2024, after Vérité et al., PRB 87, 144110 (2013)):
+    # octahedral, tetrahedral, crowdion (mid-way to an out-of-plane neighbour), split dumbbell along c,
+    # and their basal-plane counterparts
+    "hcp": ((194, 2), [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]], {
+        "O": [0.0, 0.0, 0.0], "BO": [0.0, 0.0, 0.25], "T": [1 / 3, 2 / 3, 0.625], "BT": [2 / 3, 1 / 3, 0.25],
+        "C": [0.5, 0.5, 0.5], "BC": [5 / 6, 2 / 3, 0.25],
+        "S": ([1 / 3, 2 / 3, 0.25], [0, 0, 0.2]), "BS": ([1 / 3, 2 / 3, 0.25], [0.3, 0, 0])}),
 }
+
+
+def symmetry_images(atoms, host) -> list[np.ndarray]:
+    """Cartesian positions (Å) of ``atoms`` under every symmetry operation of the perfect ``host``
+    (same cell; spglib's rotations and translations, lattice translations of the supercell
+    included): the equivalent placements of a defect."""
+    import spglib
+    ops = spglib.get_symmetry((host.cell.array, host.get_scaled_positions(), host.numbers), symprec=1e-3)
+    frac = atoms.get_scaled_positions(wrap=False)
+    return [(frac @ r.T + t) @ atoms.cell.array for r, t in zip(ops["rotations"], ops["translations"])]
+
+
+def nearest_template(atoms, templates: dict, host) -> tuple[str, float]:
+    """Name and distance (the score, Å) of the structure of ``templates`` (``{name: Atoms}``, the cell and atom count of
+    ``atoms``) nearest to ``atoms``, over every placement of each that the symmetry of the
+    perfect ``host`` makes equivalent (:func:`symmetry_images`): atoms matched one to one
+    (Hungarian assignment on minimum-image distances, scipy ``linear_sum_assignment``) after
+    removing the mean drift, scored by the largest displacement (Å).  Tells where a relaxed
+    interstitial went."""
+    from scipy.optimize import linear_sum_assignment
+    cell = atoms.cell.array
+    inv = np.linalg.inv(cell)
+
+    def mic(d: np.ndarray) -> np.ndarray:
+        f = d @ inv
+        return (f - np.round(f)) @ cell
+
+    def score(ref: np.ndarray) -> float:
+        d = atoms.positions[:, None, :] - ref[None, :, :]
+        for _ in range(2):  # match, remove the mean drift, match again
+            dist = np.linalg.norm(mic(d), axis=2)
+            rows, cols = linear_sum_assignment(dist)
+            d = d - mic(d[rows, cols]).mean(axis=0)
+        return float(np.linalg.norm(mic(d[rows, cols]), axis=1).max())
+
+    best = {name: min(score(p) for p in symmetry_images(t, host)) for name, t in templates.items()}
+    name = min(best, key=best.get)
+    return name, best[name]
 
 
 def conventional(atoms):
@@ -118,14 +163,29 @@ class Interstitial(Property):
         return tasks
 
     def post(self, results, metas, relaxed, folder):
+        """Rows of ``site``, ``element``, ``natoms``, ``formation_energy_eV``, ``relaxed_site``
+        (the site whose starting structure the relaxed one is nearest to, :func:`nearest_template`:
+        another one where the interstitial moved during the relaxation) and
+        ``relaxed_site_distance_A`` (how far from that site's start, Å: near zero where the
+        relaxed structure is that site, larger where it is none of the standard ones)."""
         e0 = e0_per_atom(relaxed)
-        rows = [{**m, "natoms": len(r.atoms), "formation_energy_eV": r.energy - len(r.atoms) * e0}
-                for r, m in zip(results, metas)]
+        start = {(m["element"], m["site"]): a for a, m in self.make(relaxed.atoms, folder)}
+        host = supercell(conventional(relaxed.atoms)[1], self.conf["supercell"])
+        rows = []
+        for r, m in zip(results, metas):
+            same = {site: a for (ele, site), a in start.items() if ele == m["element"] and len(a) == len(r.atoms)
+                    and np.allclose(a.cell.array, r.atoms.cell.array, atol=1e-6)}
+            site, dist = nearest_template(r.atoms, same, host) if same else (None, None)
+            rows.append({**m, "natoms": len(r.atoms), "formation_energy_eV": r.energy - len(r.atoms) * e0,
+                         "relaxed_site": site, "relaxed_site_distance_A": dist})
         return {"interstitials": rows}
 
     def report(self, res):
-        rows = [(v["element"], v["site"], v["natoms"], fmt(v["formation_energy_eV"])) for v in res["interstitials"]]
-        return "Interstitial formation energy\n" + table(rows, ("element", "site", "natoms", "E_f (eV)"))
+        rows = [(v["element"], v["site"], v.get("relaxed_site") or "-",
+                 "-" if v.get("relaxed_site_distance_A") is None else fmt(v["relaxed_site_distance_A"], 2),
+                 v["natoms"], fmt(v["formation_energy_eV"])) for v in res["interstitials"]]
+        return "Interstitial formation energy\n" + table(rows, ("element", "site", "relaxed to", "off by (A)",
+                                                                "natoms", "E_f (eV)"))
 
     @classmethod
     def scalars(cls, res):
