@@ -106,26 +106,29 @@ def test_library_path_prefix(monkeypatch):
 
 
 def test_batch_labels_every_folder_in_one_process_and_isolates_a_failure(tmp_path, monkeypatch):
-    """One core: one dpdispatcher task labels all three folders (one Python start-up); the labels
-    are EMT's own; a folder whose frame cannot be read fails alone, its traceback in its fp.err."""
+    """One core: one dpdispatcher task labels all three folders (one Python start-up), each as
+    the current folder; the labels are EMT's own; a calculator that fails in one folder (it
+    looks at the current folder's name) fails that task alone, its traceback in its fp.err."""
     from ase.calculators.emt import EMT
 
     import dpgen_lite.label.stage as stage
 
     monkeypatch.setattr(stage.os, "cpu_count", lambda: 1)
-    param = {"type_map": ["Cu"], "fp_style": "ase", "fp_params": {"calculator": "ase.calculators.emt.EMT"}}
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    param = {"type_map": ["Cu"], "fp_style": "ase",
+             "fp_params": {"calculator": "tests.crashing_calc.CrashingEMT", "kwargs": {"crash_in": ["task.000.000001"]}}}
     ctx = Context(param, {}, tmp_path)
     style = fp_style(ctx.param, tmp_path)
     frames = perturbed_cu(3)
     write_fp_tasks(style, [(0, dpdata.System(a, fmt="ase/structure", type_map=["Cu"]), {"k": k})
                            for k, a in enumerate(frames)], tmp_path / "02.fp")
     tasks = sorted((tmp_path / "02.fp").glob("task.*"))
-    (tasks[1] / "POSCAR").write_text("not a POSCAR\n")
+    assert tasks[1].name == "task.000.000001"
     run_fp_tasks(ctx, "02.fp")
     assert [(t / "fp.log").is_file() for t in tasks] == [True, False, False]  # one task, in the first folder
     report = collect_labels(style, tmp_path / "02.fp", ratio_failed=0.5)
     assert report["labelled"] == 2 and [f["task"] for f in report["failed"]] == [tasks[1].name]
-    assert "Traceback" in (tasks[1] / "fp.err").read_text()
+    assert "the licence server is down" in (tasks[1] / "fp.err").read_text()
     data = dpdata.LabeledSystem(str(tmp_path / "02.fp" / "data.000"), fmt="deepmd/npy")
     for k, atoms in ((0, frames[0]), (1, frames[2])):
         atoms.calc = EMT()

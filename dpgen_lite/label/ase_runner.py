@@ -66,19 +66,24 @@ def label(folder: str) -> None:
 
 def main(folders: list[str]) -> None:
     """Label the current folder; with ``folders`` (a batch of fp tasks in one process, see
-    :meth:`dpgen_lite.label.ase_calc.AseStyle.batch_command`), each of them, a failure written to
+    :meth:`dpgen_lite.label.ase_calc.AseStyle.batch_command`), each of them in turn as the current
+    folder (as its own task would: a file-based calculator writes there), a failure written to
     that folder's ``fp.err`` (its task then has no label and counts as failed) without stopping
     the others."""
     restart_with_mpi_libs()
     if not folders:
         label(".")
         return
+    base = os.getcwd()
     for folder in folders:
+        os.chdir(os.path.join(base, folder))  # as its own task: file-based calculators write here
         try:
-            label(folder)
+            label(".")
         except Exception:
-            with open(os.path.join(folder, ERR_FILE), "a") as err:
+            with open(ERR_FILE, "a") as err:
                 traceback.print_exc(file=err)
+        finally:
+            os.chdir(base)
 
 
 if __name__ == "__main__":
