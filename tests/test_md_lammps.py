@@ -102,6 +102,22 @@ def test_local_lmp_script_becomes_its_binary_with_identical_results(cu_run, mode
         assert (script / name).read_text() == (task / name).read_text(), name
 
 
+def test_plugin_env_is_computed_once_per_installation(tmp_path, monkeypatch):
+    """The DeePMD plugin's environment (seconds of deepmd-kit imports) is kept in the cache folder
+    and read back from it by the next process."""
+    from dpgen_lite import lammps_exe
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    lammps_exe.plugin_env.cache_clear()
+    env = dict(lammps_exe.plugin_env())
+    assert env["LAMMPS_PLUGIN_PATH"] and lammps_exe.cache_file().parent == tmp_path / "dpgen_lite"
+    assert dict(json.loads(lammps_exe.cache_file().read_text())) == env
+    lammps_exe.cache_file().write_text(json.dumps([["LAMMPS_PLUGIN_PATH", "/from/the/cache"]]))
+    lammps_exe.plugin_env.cache_clear()  # a new process
+    assert dict(lammps_exe.plugin_env()) == {"LAMMPS_PLUGIN_PATH": "/from/the/cache"}
+    lammps_exe.plugin_env.cache_clear()
+
+
 #: a template whose f f f box loses atoms at V_TEMP = 2000 K within a few dozen steps
 CRASHING = (TEMPLATE.replace("boundary        p p p", "boundary        V_BOUNDARY")
             .replace("variable        PRES            equal V_PRES\n", "")
