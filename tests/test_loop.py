@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dpdata
 import numpy as np
-import pytest
 
 from dpgen_lite.record import read_record
 from tests.conftest import write_param
