@@ -560,6 +560,14 @@ def runs_here(stage_conf: dict, in_place: bool = False) -> bool:
             and machine.get("context_type", "").lower() in contexts)
 
 
+def per_core(names: list[str]) -> list[list[str]]:
+    """``names`` split in order into at most one group per core of this machine (none empty):
+    the tasks of a stage that runs one process per core (:func:`runs_here`)."""
+    q, r = divmod(len(names), max(1, min(len(names), os.cpu_count() or 1)))
+    bounds = [k * q + min(k, r) for k in range(min(len(names), os.cpu_count() or 1) + 1)]
+    return [list(names[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
 def local_python(stage_conf: dict, command: str) -> str | None:
     """This Python (``sys.executable``, shell-quoted) if ``command`` is one of its environment's
     console scripts and the stage runs its tasks on this machine (:func:`runs_here`); else None.

@@ -111,9 +111,9 @@ def test_batch_labels_every_folder_in_one_process_and_isolates_a_failure(tmp_pat
     looks at the current folder's name) fails that task alone, its traceback in its fp.err."""
     from ase.calculators.emt import EMT
 
-    import dpgen_lite.label.stage as stage
+    import dpgen_lite.dispatch as dispatch
 
-    monkeypatch.setattr(stage.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(dispatch.os, "cpu_count", lambda: 1)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     param = {"type_map": ["Cu"], "fp_style": "ase",
              "fp_params": {"calculator": "tests.crashing_calc.CrashingEMT", "kwargs": {"crash_in": ["task.000.000001"]}}}

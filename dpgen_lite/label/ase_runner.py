@@ -49,11 +49,11 @@ def restart_with_mpi_libs() -> None:
     os.execv(sys.executable, [sys.executable, "-m", "dpgen_lite.label.ase_runner", *sys.argv[1:]])
 
 
-def label(folder: str) -> None:
-    """Label the frame in ``folder/POSCAR`` with the calculator of ``folder/ase_calc.json``."""
-    with open(os.path.join(folder, CALC_FILE)) as fh:
+def label() -> None:
+    """Label the frame in ``POSCAR`` of the current folder with the calculator of ``ase_calc.json``."""
+    with open(CALC_FILE) as fh:
         spec = json.load(fh)
-    atoms = ase.io.read(os.path.join(folder, "POSCAR"), format="vasp")
+    atoms = ase.io.read("POSCAR", format="vasp")
     atoms.calc = load_calculator(spec["calculator"], spec["kwargs"])
     results = {
         "energy": atoms.get_potential_energy(),
@@ -61,7 +61,7 @@ def label(folder: str) -> None:
         "stress": atoms.get_stress(voigt=False),
     }
     atoms.calc = SinglePointCalculator(atoms, **results)
-    ase.io.write(os.path.join(folder, LABEL_FILE), atoms, format="extxyz")
+    ase.io.write(LABEL_FILE, atoms, format="extxyz")
 
 
 def main(folders: list[str]) -> None:
@@ -72,13 +72,13 @@ def main(folders: list[str]) -> None:
     the others."""
     restart_with_mpi_libs()
     if not folders:
-        label(".")
+        label()
         return
     base = os.getcwd()
     for folder in folders:
         os.chdir(os.path.join(base, folder))  # as its own task: file-based calculators write here
         try:
-            label(".")
+            label()
         except Exception:
             with open(ERR_FILE, "a") as err:
                 traceback.print_exc(file=err)

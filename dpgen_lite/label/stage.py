@@ -9,7 +9,6 @@ with their reasons, in ``fp_report.json`` and ``dpgen.log``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import dpdata
 import numpy as np
 
 from ..context import FP, MODEL_DEVI, Context, log
-from ..dispatch import TaskFailures, TaskSpec, discard, run_tasks, runs_here
+from ..dispatch import TaskFailures, TaskSpec, discard, per_core, run_tasks, runs_here
 from ..explore.base import engine
 from ..record import atomic_write, read_json
 from ..stages import read_selection
@@ -69,8 +68,7 @@ def run_fp_tasks(ctx: Context, work_base: str, only: set[str] | None = None) -> 
     conf = ctx.stage_conf("fp")
     names = [t.name for t in sorted((ctx.work_dir / work_base).glob("task.*")) if only is None or t.name in only]
     batch = conf["command"] is None and runs_here(conf, in_place=True) and style.batch_command(["."]) is not None
-    groups = [list(g) for g in np.array_split(names, min(len(names), os.cpu_count() or 1))] if batch and names \
-        else [[n] for n in names]
+    groups = per_core(names) if batch else [[n] for n in names]
     tasks = []
     for group in groups:
         # a batch task labels its siblings' folders too: only a context that runs tasks in place sees them

@@ -29,7 +29,7 @@ import numpy as np
 from dargs import Argument
 
 from ..context import FP, TRAIN, Context, log
-from ..dispatch import TaskSpec, executable, local_python, run_tasks, runs_here
+from ..dispatch import TaskSpec, executable, local_python, per_core, run_tasks, runs_here
 from ..params import ParamError, arg, require
 from ..record import atomic_write
 from .deepmd import dp_flag
@@ -136,9 +136,8 @@ def dp_test(ctx: Context, work: Path, systems: list[Path], models: dict[str, Pat
     for name, model in models.items():
         (work / name).mkdir()
         os.symlink(model.resolve(), work / name / ("model" + model.suffix))
-    n_tasks = min(len(names), os.cpu_count() or 1) if python else len(names)
     tasks = []
-    for group in ([str(n) for n in g] for g in np.array_split(names, n_tasks)):
+    for group in (per_core(names) if python else [[n] for n in names]):
         if python:
             tests = [f"{flag} test -m ../{n}/model{models[n].suffix} -f ../systems.txt -n 100000 -d ../{n}/detail"
                      for n in group]
