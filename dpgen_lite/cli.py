@@ -187,6 +187,19 @@ def cmd_redo(args) -> None:
           "with the current param.json and machine.json")
 
 
+def cmd_specialise(args) -> None:
+    """Autotest the final model against the run's fp style, label the worst properties'
+    configurations, specialise, Autotest again; print the before/after table."""
+    from .train.specialise import Specialise, table_markdown
+    work_dir = Path.cwd()
+    param, mdata, notes = load_inputs("run", args.param, args.machine, work_dir)
+    autotest = Path(args.autotest)
+    spec = Specialise(Context(param, mdata, work_dir), load_file(autotest), autotest.resolve().parent,
+                      top=args.top, weight=args.weight)
+    _setup_logging(work_dir)
+    print(table_markdown(spec.run()), end="")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dpgen`` console script; returns the exit code: 2 for bad input,
     1 when too many fp tasks failed or no MD task wrote a frame (the run resumes once the
@@ -222,6 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("step", type=int, help="step: 0-8 of the loop (DP-GEN's numbers), 9-16 of the final stage")
     p.add_argument("work_dir", nargs="?", default=".")
     p.set_defaults(func=cmd_redo)
+    p = sub.add_parser("specialise", help="after the run: Autotest the final model against the fp style, label "
+                                          "the worst properties' configurations, specialise, Autotest again")
+    p.add_argument("param", help="the run's param.json or .yaml")
+    p.add_argument("machine", nargs="?", default=None, help="machine.json (default: this machine)")
+    p.add_argument("--autotest", required=True, help="Autotest file: structures, relaxation, properties "
+                                                      "(no interaction: the fp style and the final model are set)")
+    p.add_argument("--top", type=int, default=2, help="how many of the worst properties are labelled (default 2)")
+    p.add_argument("--weight", type=float, default=3.0, help="sampling weight of a new frame relative to a "
+                                                              "regular one (default 3)")
+    p.set_defaults(func=cmd_specialise)
     from .autotest.cli import add_parser as add_autotest
     add_autotest(sub)
     args = parser.parse_args(argv)

@@ -225,8 +225,8 @@ def special_start_lr(ctx: Context) -> float:
     return 0.1 * lr.get("start_lr", 1e-3)
 
 
-def _make_train(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]], numb_steps: int,
-                init_from: Path | None, start_lr: float | None = None) -> None:
+def write_train_tasks(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]], numb_steps: int,
+                      init_from: Path | None, start_lr: float | None = None) -> None:
     """Write ``numb_models`` training tasks (:mod:`.tasks`) on ``blocks`` of (systems,
     per-frame weight), each starting from the checkpoint of ``init_from/NNN`` if given."""
     shutil.rmtree(work, ignore_errors=True)
@@ -245,7 +245,7 @@ def _make_train(ctx: Context, work: Path, blocks: list[tuple[list[Path], float]]
         write_task(work / f"{ii:03d}", _final_input(ctx, names, ii, numb_steps, prob, start_lr), sources)
 
 
-def _run_train(ctx: Context, work: Path, init: bool) -> None:
+def run_train_tasks(ctx: Context, work: Path, init: bool) -> None:
     """Train, freeze and (``compress``) compress into ``compressed_model.<suffix>`` the
     tasks of ``work``, from the checkpoints in their ``old/`` if ``init``."""
     compressed = COMPRESSED_FINAL if ctx.param["final_training"]["compress"] else None
@@ -259,14 +259,14 @@ def make_long_train(ctx: Context, iteration: int) -> None:
     systems, _ = training_systems(ctx, iteration + 1)
     conf = ctx.param["final_training"]
     init_from = ctx.path(iteration, TRAIN) if conf["init_from_loop"] else None
-    _make_train(ctx, final_dir(ctx, LONG), [(systems, 1.0)], conf["numb_steps"], init_from)
+    write_train_tasks(ctx, final_dir(ctx, LONG), [(systems, 1.0)], conf["numb_steps"], init_from)
     log.info("final: long training of %d model(s), %d steps on %d systems%s", conf["numb_models"],
              conf["numb_steps"], len(systems), ", from the loop's last models" if init_from else "")
 
 
 def run_long_train(ctx: Context, iteration: int) -> None:
     """Train, freeze and compress the long-trained models."""
-    _run_train(ctx, final_dir(ctx, LONG), init=ctx.param["final_training"]["init_from_loop"])
+    run_train_tasks(ctx, final_dir(ctx, LONG), init=ctx.param["final_training"]["init_from_loop"])
 
 
 def make_special_fp(ctx: Context, iteration: int) -> None:
@@ -294,7 +294,8 @@ def post_special_fp(ctx: Context, iteration: int) -> None:
         collect_labels(fp_style(ctx.param, ctx.work_dir), work, ctx.param["ratio_failed"])
 
 
-def _special_data(ctx: Context, k: int, entry: dict) -> list[Path]:
+def special_data(ctx: Context, k: int, entry: dict) -> list[Path]:
+    """deepmd/npy folders of special set ``k``: its ``data``, or its labels in ``01.special_fp``."""
     if entry.get("data"):
         return [ctx.work_dir / entry["data"]]
     return [t.parent for t in sorted(final_dir(ctx, SPECIAL_FP).glob(f"data.{k:03d}/**/type.raw"))]
@@ -308,8 +309,8 @@ def make_special_train(ctx: Context, iteration: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
         return
     systems, _ = training_systems(ctx, iteration + 1)
-    blocks = [(systems, 1.0)] + [(_special_data(ctx, k, e), e["weight"]) for k, e in enumerate(special_sets(conf))]
-    _make_train(ctx, work, blocks, conf["special_numb_steps"], init_from=final_dir(ctx, LONG),
+    blocks = [(systems, 1.0)] + [(special_data(ctx, k, e), e["weight"]) for k, e in enumerate(special_sets(conf))]
+    write_train_tasks(ctx, work, blocks, conf["special_numb_steps"], init_from=final_dir(ctx, LONG),
                 start_lr=special_start_lr(ctx))
     log.info("final: specialisation with %d special set(s), weights %s", len(blocks) - 1,
              [e["weight"] for e in special_sets(conf)])
@@ -318,7 +319,7 @@ def make_special_train(ctx: Context, iteration: int) -> None:
 def run_special_train(ctx: Context, iteration: int) -> None:
     """Train, freeze and compress the specialised models."""
     if special_sets(ctx.param["final_training"]):
-        _run_train(ctx, final_dir(ctx, SPECIAL), init=True)
+        run_train_tasks(ctx, final_dir(ctx, SPECIAL), init=True)
 
 
 # ---------------------------------------------------------------- model test
