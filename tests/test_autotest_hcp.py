@@ -4,12 +4,14 @@ its energy, and the check needs only one route against another)."""
 
 import json
 
+import ase
 import ase.build
 import ase.io
 import numpy as np
 import pytest
 from ase import units
 from ase.calculators.emt import EMT
+from ase.constraints import FixCartesian
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
 
@@ -170,3 +172,140 @@ def test_hcp_interstitials_relaxed_with_the_site_they_reach(tmp_path):
     assert rows["O"]["formation_energy_eV"] == pytest.approx(start.get_potential_energy() - len(start) * e0, abs=5e-3)
     out = (tmp_path / "confs" / "std-hcp" / "interstitial_00" / "result.out").read_text()
     assert "relaxed to" in out
+
+
+def hcp_gamma(**keys):
+    from dpgen_lite.autotest.properties.gamma import Gamma
+    from dpgen_lite.autotest.schema import property_arg
+    from dpgen_lite.params import normalize
+    return Gamma(normalize(property_arg(Gamma), {"type": "gamma", **keys}, "x"))
+
+
+def stack(layers: str, a: float, c: float):
+    """hcp-type close-packed stacking built by hand: one atom per layer at A (0, 0), B (1/3, 2/3) or
+    C (2/3, 1/3) of the hexagonal cell, layers c/2 apart; periodic along z."""
+    frac = {"A": (0, 0), "B": (1 / 3, 2 / 3), "C": (2 / 3, 1 / 3)}
+    cell = [[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, len(layers) * c / 2]]
+    return ase.Atoms("Cu" * len(layers), cell=cell, pbc=True, scaled_positions=[
+        (*frac[s], (i + 0.5) / len(layers)) for i, s in enumerate(layers)])
+
+
+def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
+    """Basal (0001)[1-100] (``slip_system`` basal, one fault per 4 layers): the line passes the
+    atop position and the I2 fault (ABAB|CACA) at 1/3 and 2/3 of √3 a.  γ at the fault against a stack
+    built by hand with three I2 faults in 12 layers (ABAB CACA BCBC; the same 4 layers per fault),
+    both relaxed along z at fixed cell; the stable fault read off the line (spline) within 5 %; the unstable
+    one is the lower barrier around it (the line is a full period)."""
+    write_conf(tmp_path, HCP, "std-hcp")
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
+                           "relaxation": {"cal_setting": {"fmax": 1e-5}},
+                           "properties": [{"type": "gamma", "slip_system": "basal", "n_steps": 12,
+                                           "cal_setting": {"fmax": 1e-5}}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
+    g = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]["gamma_00"]
+    bulk = ase.io.read(tmp_path / "confs" / "std-hcp" / "relaxation" / "relax_task" / "CONTCAR", format="vasp")
+    a, c = bulk.cell.cellpar()[0], bulk.cell.cellpar()[2]
+    assert g["displacement_A"][-1] == pytest.approx(np.sqrt(3) * a)
+
+    def energy(atoms):
+        atoms.calc = EMT()
+        atoms.set_constraint(FixCartesian(range(len(atoms)), mask=[True, True, False]))
+        BFGS(atoms, logfile=None).run(fmax=1e-5, steps=2000)
+        return atoms.get_potential_energy()
+
+    area = a * a * np.sqrt(3) / 2
+    i2 = (energy(stack("ABAB" "CACA" "BCBC", a, c)) - energy(stack("AB" * 6, a, c))) / (3 * area) * EV_A2_TO_J_M2
+    y = np.array(g["gamma_J_m2"])
+    assert g["fraction"][8] == pytest.approx(2 / 3) and y[8] == pytest.approx(i2, rel=1e-3)
+    assert 0 < i2 < 0.05 * y.max()  # EMT's hcp/fcc difference is small: a low I2 fault
+    sf = g["stacking_faults"]
+    assert sf["stable_at"] == pytest.approx(2 / 3, abs=0.01) and sf["stable_J_m2"] == pytest.approx(i2, rel=0.05)
+    assert y[4] == y.max()  # atop at 1/3
+    barrier = min(y[:8].max(), y[8:].max())
+    assert sf["unstable_J_m2"] == pytest.approx(barrier, rel=0.03) and sf["unstable_J_m2"] < 0.3 * y.max()
+    out = (tmp_path / "confs" / "std-hcp" / "gamma_00" / "result.out").read_text()
+    assert "stable stacking fault" in out
+
+
+def test_hcp_slip_systems_four_index_and_gaps():
+    """Each named hcp slip system: its tasks are those of its four Miller-Bravais indices given as
+    plane_miller / slip_direction, and of the three-index plane and direction cut from the
+    conventional cell (:func:`slip_cell`); DP-GEN's keys with four indices name the same system.
+    Every line (EMT, relaxed along z as the ASE task does) has a finite positive unstable fault; the
+    narrow-gap cuts of prism and pyramidal I cost more than the wide ones."""
+    from dpgen_lite.autotest.ase_task import run_task
+    from dpgen_lite.autotest.properties.gamma import HCP_SLIP, slip_cell
+    from dpgen_lite.autotest.properties.interstitial import conventional
+    from dpgen_lite.autotest.task import DEFAULT_SETTING, TaskResult
+
+    conv = conventional(HCP)[1]
+    expected_3 = {"basal": ([0, 0, 1], [1, -1, 0]), "basal_a": ([0, 0, 1], [1, 1, 0]),
+                  "prism": ([1, 0, 0], [0, -1, 0]), "pyramidal_I_wide": ([1, 0, 1], [0, 1, 0]),
+                  "pyramidal_I_narrow": ([1, 0, 1], [0, 1, 0]), "pyramidal_II": ([1, 1, 2], [-1, -1, 1])}
+    us = {}
+    for name, (plane, direction, fixed) in {**HCP_SLIP, "prism_narrow": (*HCP_SLIP["prism"][:2], "narrow")}.items():
+        keys = {"slip_system": name[:-7] if name == "prism_narrow" else name, "n_steps": 6}
+        if name == "prism_narrow":
+            keys["fault_gap"] = "narrow"
+        prop = hcp_gamma(**keys)
+        prop.check(HCP)
+        tasks = prop.make(HCP, None)
+        explicit = hcp_gamma(plane_miller=plane, slip_direction=direction, fault_gap=fixed or keys.get("fault_gap"),
+                             n_steps=6).make(HCP, None)
+        hkl, uvw = expected_3[name.replace("prism_narrow", "prism")]
+        assert prop.slip_system(True)[:2] == (hkl, uvw)
+        cut = slip_cell(conv, hkl, uvw, fixed or keys.get("fault_gap", "wide"))
+        cut = cut.repeat(tuple(prop.size(cut)))
+        for (atoms, meta), (other, _) in zip(tasks, explicit):
+            assert np.allclose(atoms.cell.array, other.cell.array) and np.allclose(atoms.positions, other.positions)
+        assert np.allclose(tasks[0][0].cell.array, cut.cell.array) and np.allclose(tasks[0][0].positions, cut.positions)
+        results = []
+        for atoms, meta in tasks:
+            done = run_task(atoms, EMT(), {**DEFAULT_SETTING, **prop.task_setting(meta)}, logfile=None)
+            results.append(TaskResult(done, done.get_potential_energy(), np.zeros((3, 3)), done.get_forces()))
+        sf = prop.post(results, [m for _, m in tasks], None, None)["stacking_faults"]
+        assert np.isfinite(sf["unstable_J_m2"]) and sf["unstable_J_m2"] > 0.05, name
+        us[name] = sf["unstable_J_m2"]
+    assert us["pyramidal_I_narrow"] > us["pyramidal_I_wide"] and us["prism_narrow"] > 1.5 * us["prism"]
+    dpgen = hcp_gamma(miller_index=[1, 1, -2, 2], displace_direction=[-1, -1, 2, 3], lattice_type="hcp")
+    dpgen.check(HCP)
+    assert dpgen.slip_system(True) == hcp_gamma(slip_system="pyramidal_II").slip_system(True)
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({"plane_miller": [0, 0, 1], "slip_direction": [1, 1, -2, 0]},
+     "properties[gamma].plane_miller = [0, 0, 1]: need a list of 4 integers (the lattice is hexagonal: four "
+     "Miller-Bravais indices [h, k, i, l] with i = -(h + k), e.g. [0, 0, 0, 1]"),
+    ({"plane_miller": [0, 0, 0, 1], "slip_direction": [1, 0, 0]},
+     "properties[gamma].slip_direction = [1, 0, 0]: need a list of 4 integers (the lattice is hexagonal: four "
+     "Miller-Bravais indices [u, v, t, w] with t = -(u + v)"),
+    ({"plane_miller": [1, 0, 0, 1], "slip_direction": [1, 1, -2, 0]},
+     "plane_miller = [1, 0, 0, 1]: i must be -(h + k) = -1 in [h, k, i, l]"),
+    ({"plane_miller": [0, 0, 0, 1], "slip_direction": [1, 1, 0, 0]},
+     "slip_direction = [1, 1, 0, 0]: t must be -(u + v) = -2 in [u, v, t, w]"),
+    ({"plane_miller": [1, 0, -1, 1], "slip_direction": [1, 1, -2, 0]},
+     "properties[gamma].slip_direction = [1, 1, -2, 0]: not in the plane plane_miller = [1, 0, -1, 1] "
+     "(hu + kv + it + lw = 3, must be 0); give a direction in the plane"),
+    ({"miller_index": [0, 0, 1], "displace_direction": [1, 1, -2, 0], "lattice_type": "hcp"},
+     "properties[gamma].miller_index = [0, 0, 1]: need a list of 4 integers"),
+    ({"slip_system": "pyramidal"}, "slip_system = 'pyramidal': not one of basal, basal_a, prism"),
+    ({"slip_system": "pyramidal_I_wide", "fault_gap": "narrow"},
+     "fault_gap = 'narrow' with slip_system = 'pyramidal_I_wide', whose gap is 'wide'; remove fault_gap"),
+    ({"slip_system": "basal", "plane_miller": [0, 0, 0, 1]}, "slip_system = 'basal': give it without plane_miller"),
+])
+def test_hcp_gamma_bad_input_refused(tmp_path, capsys, keys, message):
+    write_conf(tmp_path, HCP, "std-hcp")
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
+                           "properties": [{"type": "gamma", **keys}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "confs" / "std-hcp").iterdir()) == ["POSCAR"]
+
+
+def test_named_slip_system_on_fcc_refused(tmp_path, capsys):
+    write_conf(tmp_path)
+    write_param(tmp_path, {"structures": ["confs/std-fcc"], "interaction": EMT_INTER,
+                           "properties": [{"type": "gamma", "slip_system": "basal"}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 2
+    assert ("slip_system = 'basal': the named slip systems are hcp's, and the structure's lattice is not hexagonal; "
+            "give plane_miller and slip_direction") in capsys.readouterr().err

@@ -236,6 +236,7 @@ def load_param(param: dict, work_dir: Path, name: str = "param.json") -> dict:
         calc = get_calculator(inter, work_dir)
         calc.check()
         for obj in objs:
+            obj.check_interaction(calc, f"{name}: {obj.folder}")
             s = obj.setting()
             if s["relax_shape"] and not s["relax_vol"]:
                 raise ParamError(f"{name}: {obj.folder}.cal_setting: relax_shape without relax_vol is not "
@@ -265,5 +266,6 @@ def load_param(param: dict, work_dir: Path, name: str = "param.json") -> dict:
                 obj.sources(folder)
             elif not obj.refine:
                 obj.check(structure)
+                obj.check_files(folder, structure)
     param.update(interactions=inters, confs=confs, props=objs)
     return param

@@ -105,7 +105,7 @@ class Autotest:
             name = "relax_task" if prop.name == "relaxation" else f"task.{k:06d}"
             setting = prop.task_setting(meta)
             write_task(pdir / name, atoms, setting)
-            files = ["POSCAR", TASK_FILE, *calc.write_inputs(pdir / name, atoms, setting)]
+            files = ["POSCAR", TASK_FILE, *prop.write_inputs(calc, pdir / name, atoms, setting, meta)]
             entries.append({"task": name, "meta": meta, "files": files})
         (pdir / TASKS_FILE).write_text(json.dumps({"models": models, "tasks": entries}, indent=1))
         log.info("%s: %d task(s)", pdir, len(entries))
@@ -122,13 +122,14 @@ class Autotest:
         """Run every task of ``step`` through dpdispatcher (one submission per interaction)."""
         for inter, calc, root in self.runs:
             stage = self.mdata.get(calc.stage) or default_stage(calc.stage)
-            command = calc.command(stage.get("command"))
             tasks, common = [], []
-            for _, _, pdir, spec in self._entries(root, step):
+            for _, prop, pdir, spec in self._entries(root, step):
                 rel = pdir.relative_to(root).as_posix()
                 common += [f"{rel}/{m}" for m in spec["models"]]
-                tasks += [TaskSpec(path=f"{rel}/{e['task']}", command=command, forward_files=e["files"],
-                                   backward_files=list(calc.backward_files)) for e in spec["tasks"]]
+                tasks += [TaskSpec(path=f"{rel}/{e['task']}", command=prop.task_command(calc, stage.get("command"),
+                                                                                      e["meta"]),
+                                   forward_files=e["files"], backward_files=prop.task_backward_files(calc, e["meta"]))
+                          for e in spec["tasks"]]
             run_tasks(stage, root, ".", tasks, forward_common_files=common)
 
     def post(self, step: str) -> dict:
@@ -149,7 +150,7 @@ class Autotest:
             for key, prop, pdir, spec in self._entries(root, step):
                 results = []
                 for e in spec["tasks"]:
-                    res = calc.read_result(pdir / e["task"])
+                    res = prop.read_result(calc, pdir / e["task"])
                     res.save(pdir / e["task"])
                     results.append(res)
                 relaxed = results[0] if prop.name == "relaxation" else TaskResult.load(root / key / RELAX_TASK)

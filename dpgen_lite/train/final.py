@@ -70,7 +70,7 @@ def special_sets(conf: dict) -> list[dict]:
 # ---------------------------------------------------------------- special structures
 
 #: autotest properties whose task structures a special set may be made of
-AUTOTEST_GENERATORS = ("eos", "vacancy", "interstitial", "surface", "gamma")
+AUTOTEST_GENERATORS = ("eos", "vacancy", "interstitial", "surface", "gamma", "neb")
 
 
 def generated_structures(gen: dict, base_dir: Path, type_map: list[str]) -> list[dpdata.System]:
@@ -82,8 +82,9 @@ def generated_structures(gen: dict, base_dir: Path, type_map: list[str]) -> list
     :data:`AUTOTEST_GENERATORS`, with that Autotest property's keys (``{"type": "vacancy",
     "structure": "POSCAR", "supercell": [3, 3, 3]}``, ``{"type": "gamma", ..., "plane_miller":
     [1, 1, 1], "slip_direction": [1, 1, -2]}``): the unrelaxed starting structures of the
-    property's tasks (:meth:`dpgen_lite.autotest.properties.base.Property.make`), so that the
-    model is trained on the configurations Autotest computes.
+    property's tasks (:meth:`dpgen_lite.autotest.properties.base.Property.structures`; for ``neb``
+    every interpolated band, end points included), so that the model is trained on the
+    configurations Autotest computes.
 
     Raises
     ------
@@ -112,7 +113,8 @@ def generated_structures(gen: dict, base_dir: Path, type_map: list[str]) -> list
                          "final_training.special_sets generator")
         prop = cls(conf)
         prop.check(atoms)
-        made = [a for a, _ in prop.make(atoms, None)]
+        prop.check_files(path.parent, atoms)
+        made = prop.structures(atoms, path.parent)
     return [dpdata.System(a, fmt="ase/structure", type_map=type_map) for a in made]
 
 

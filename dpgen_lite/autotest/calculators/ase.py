@@ -29,7 +29,7 @@ from ...params import ParamError, arg
 from ..task import TaskFailed, TaskResult
 from ..units import EV_A3_TO_GPA
 from .base import Calculator, register
-from ..ase_task import CALC_FILE, LOG_FILE, OUT_FILE
+from ..ase_task import CALC_FILE, LOG_FILE, NEB_FINAL_FILE, NEB_LOG_FILE, NEB_OUT_FILE, OUT_FILE
 
 
 
@@ -81,8 +81,24 @@ class AseCalculator(Calculator):
         if not out.is_file():
             raise TaskFailed(f"{task_dir}: no {OUT_FILE} (the calculator crashed; see the task's err file)")
         atoms = ase.io.read(out, format="extxyz")
-        stress = atoms.get_stress(voigt=False) * EV_A3_TO_GPA
-        result = TaskResult(Atoms(atoms.get_chemical_symbols(), positions=atoms.positions,
-                                  cell=atoms.cell.array, pbc=True),
-                            float(atoms.get_potential_energy()), stress, np.array(atoms.get_forces()))
-        return result.check_finite(task_dir)
+        return _result(atoms, atoms.get_stress(voigt=False) * EV_A3_TO_GPA).check_finite(task_dir)
+
+    # ---- NEB: ase.mep.NEB in the task (:func:`dpgen_lite.autotest.ase_task.run_neb`) ----------
+    def write_neb_inputs(self, task_dir: Path, initial: Atoms, final: Atoms, setting: dict) -> list[str]:
+        ase.io.write(Path(task_dir) / NEB_FINAL_FILE, final, format="vasp", direct=True, sort=False)
+        return [NEB_FINAL_FILE, *self.write_inputs(task_dir, initial, setting)]
+
+    def neb_backward_files(self, n_replicas: int) -> list[str]:
+        return [NEB_OUT_FILE, NEB_LOG_FILE, LOG_FILE]
+
+    def read_neb(self, task_dir: Path) -> list[TaskResult]:
+        out = Path(task_dir) / NEB_OUT_FILE
+        if not out.is_file():
+            raise TaskFailed(f"{task_dir}: no {NEB_OUT_FILE} (the NEB crashed; see the task's err file)")
+        return [_result(a, np.full((3, 3), np.nan)) for a in ase.io.read(out, index=":", format="extxyz")]
+
+
+def _result(atoms: Atoms, stress: np.ndarray) -> TaskResult:
+    """A :class:`TaskResult` of ``atoms`` read back with their energy (eV) and forces (eV/Å)."""
+    return TaskResult(Atoms(atoms.get_chemical_symbols(), positions=atoms.positions, cell=atoms.cell.array, pbc=True),
+                      float(atoms.get_potential_energy()), stress, np.array(atoms.get_forces()))

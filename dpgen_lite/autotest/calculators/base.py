@@ -110,6 +110,39 @@ class Calculator:
         """
         raise NotImplementedError
 
+    # ---- nudged elastic band tasks (:mod:`dpgen_lite.autotest.properties.neb`) ----------
+    def write_neb_inputs(self, task_dir: Path, initial: Atoms, final: Atoms, setting: dict) -> list[str]:
+        """Write the inputs of a climbing-image NEB task: relax ``initial`` (already in ``task_dir`` as
+        POSCAR) and ``final`` (same atoms, same cell) at fixed cell as ``setting`` asks, then relax the
+        band of ``setting["neb"]`` (``images`` intermediate images, ``climb``, ``spring`` eV/Å²,
+        ``fmax`` eV/Å, ``steps``).  Returns the files to forward.
+
+        Raises
+        ------
+        ParamError
+            for a calculator that runs no NEB (this default).
+        """
+        raise ParamError(f"interaction type {self.name!r} runs no NEB; use a LAMMPS or an ASE interaction")
+
+    def neb_command(self, stage_command: str | None, n_replicas: int) -> str:
+        """Command of a NEB task of ``n_replicas`` images, end points included (default :meth:`command`)."""
+        return self.command(stage_command)
+
+    def neb_backward_files(self, n_replicas: int) -> list[str]:
+        """Files a finished NEB task of ``n_replicas`` images brings back."""
+        return list(self.backward_files)
+
+    def read_neb(self, task_dir: Path) -> list[TaskResult]:
+        """The relaxed band of a finished NEB task, end points included, in the POSCAR frame
+        (energy eV, forces eV/Å: the interaction's, without spring forces).
+
+        Raises
+        ------
+        dpgen_lite.autotest.task.TaskFailed
+            when the output is missing or not finite.
+        """
+        raise NotImplementedError
+
 
 def get_calculator(inter: dict, base_dir: Path) -> Calculator:
     """Instantiate the calculator of ``inter['type']``.

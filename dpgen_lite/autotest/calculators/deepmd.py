@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...lammps_exe import lmp_command
 from ...params import arg
 from .base import register
-from .lammps import INPUT_FILE, LOG_FILE, NamedLammps
+from .lammps import NamedLammps
 
 
 @register
@@ -27,5 +27,5 @@ class Deepmd(NamedLammps):
     def pair_lines(self):
         return [f"pair_style deepmd {self.model_names()[0]}", f"pair_coeff * * {self.elements()}"]
 
-    def default_command(self) -> str:
-        return f"{lmp_command(deepmd=True)} -i {INPUT_FILE} -log {LOG_FILE} -screen none"
+    def executable(self) -> str:
+        return lmp_command(deepmd=True)

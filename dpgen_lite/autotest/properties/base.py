@@ -193,6 +193,56 @@ class Property:
         """Settings of the task described by ``meta`` (default: :meth:`setting`)."""
         return self.setting()
 
+    def structures(self, atoms: Atoms, conf_dir: Path) -> list[Atoms]:
+        """The unrelaxed structures the property computes on ``atoms`` (a special set's generator,
+        :func:`dpgen_lite.train.final.generated_structures`; files the keys name are relative to
+        ``conf_dir``).  Default: the starting structures of :meth:`make`'s tasks."""
+        return [a for a, _ in self.make(atoms, None)]
+
+    def check_files(self, conf_dir: Path, structure: Atoms) -> None:
+        """Check the files the keys name, relative to the structure's folder ``conf_dir``, against the
+        (unrelaxed) ``structure`` before any task runs (default: none are named).
+
+        Raises
+        ------
+        ParamError
+            naming the key, the value and the fix.
+        """
+
+    def check_interaction(self, calc, where: str) -> None:
+        """Check that the interaction ``calc`` can run this property's tasks before any task is
+        written (default: every one can); ``where`` starts the message (file and property folder).
+
+        Raises
+        ------
+        ParamError
+            naming the interaction and the fix.
+        """
+
+    # ---- the kind of task: a minimisation by default (the NEB property runs a band) ----------
+    def write_inputs(self, calc, task_dir: Path, atoms: Atoms, setting: dict, meta: dict) -> list[str]:
+        """Write the calculator's inputs of the task ``meta`` into ``task_dir`` (which holds POSCAR and
+        task.json); return the files to forward.  Default: a minimisation (``calc.write_inputs``)."""
+        return calc.write_inputs(task_dir, atoms, setting)
+
+    def task_command(self, calc, stage_command: str | None, meta: dict) -> str:
+        """Command of the task ``meta`` (default: the calculator's, ``calc.command``)."""
+        return calc.command(stage_command)
+
+    def task_backward_files(self, calc, meta: dict) -> list[str]:
+        """Files the task ``meta`` brings back (default: the calculator's)."""
+        return list(calc.backward_files)
+
+    def read_result(self, calc, task_dir: Path) -> TaskResult:
+        """The result of a finished task (default: ``calc.read_result``).
+
+        Raises
+        ------
+        dpgen_lite.autotest.task.TaskFailed
+            for a task without usable output.
+        """
+        return calc.read_result(task_dir)
+
     def post(self, results: list[TaskResult], metas: list[dict], relaxed: TaskResult, folder: Path) -> dict:
         """The property from the task results (same order as :meth:`make`), units in the keys.
 
@@ -238,6 +288,63 @@ def check_vector(conf: dict, key: str, length: int, kind=int) -> None:
                          f"{'numbers' if kind is float else 'integers'}"
                          + (" (three-index Miller notation; convert four-index hcp indices)" if "miller" in key
                             or "direction" in key else ""))
+
+
+def is_hexagonal(structure) -> bool:
+    """Whether the lattice of ``structure`` (pymatgen Structure) is hexagonal (hcp, and trigonal
+    crystals on hexagonal axes): its planes and directions are then named by four Miller-Bravais
+    indices."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    return SpacegroupAnalyzer(structure).get_lattice_type() == "hexagonal"
+
+
+def three_index(hkil: list[int]) -> tuple[int, int, int]:
+    """Plane (h k i l) → (h k l) of the hexagonal cell (a₁, a₂ at 120°, c); i = -(h + k) is redundant."""
+    h, k, _, l_ = hkil
+    return h, k, l_
+
+
+def four_index(hkl: tuple[int, int, int]) -> list[int]:
+    """Plane (h k l) of the hexagonal cell → (h k i l), i = -(h + k)."""
+    h, k, l_ = hkl
+    return [h, k, -(h + k), l_]
+
+
+def direction_three_index(uvtw: list[int]) -> tuple[int, int, int]:
+    """Direction [U V T W] (U a₁ + V a₂ + T a₃ + W c, a₃ = -(a₁ + a₂)) → [u v w] of the hexagonal cell:
+    u = U - T = 2U + V, v = V - T = 2V + U, w = W, divided by their greatest common divisor (the shortest
+    lattice vector along it: [1 1 -2 0] → [1 1 0], length a).  Formula: e.g. Otte & Crocker, Phys. Stat.
+    Sol. 9, 441 (1965); APEX's ``direction_miller_bravais_to_miller`` without the division."""
+    import math
+    u, v, _, w = uvtw
+    uvw = (2 * u + v, 2 * v + u, w)
+    g = math.gcd(*uvw) or 1
+    return tuple(x // g for x in uvw)
+
+
+def miller_bravais(where: str, value, direction: bool = False, example: str = "") -> tuple[int, int, int]:
+    """Four Miller-Bravais indices of a plane (h k i l, i = -(h + k)) or, with ``direction``, of a
+    direction [u v t w] (t = -(u + v)), checked and converted to three indices of the hexagonal cell
+    (:func:`three_index`, :func:`direction_three_index`).
+
+    ``where``: ``"properties[x].key = value"`` for the messages; ``example``: a valid value named in
+    the fix.
+
+    Raises
+    ------
+    ParamError
+        for anything but four integers, or a third index that is not minus the sum of the first two.
+    """
+    names = "uvtw" if direction else "hkil"
+    hkl, rule = f"[{', '.join(names)}]", f"{names[2]} = -({names[0]} + {names[1]})"
+    if not (isinstance(value, list) and len(value) == 4
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in value)):
+        raise ParamError(f"{where}: need a list of 4 integers (the lattice is hexagonal: four Miller-Bravais "
+                         f"indices {hkl} with {rule}{', e.g. ' + example if example else ''})")
+    if value[2] != -(value[0] + value[1]):
+        raise ParamError(f"{where}: {names[2]} must be -({names[0]} + {names[1]}) = {-(value[0] + value[1])} "
+                         f"in {hkl}")
+    return direction_three_index(value) if direction else three_index(value)
 
 
 def supercell(atoms: Atoms, size: list[int]) -> Atoms:

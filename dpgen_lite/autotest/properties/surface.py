@@ -7,26 +7,7 @@ import numpy as np
 
 from ...params import ParamError
 from ..units import EV_A2_TO_J_M2
-from .base import Property, _a, e0_per_atom, fmt, register, table
-
-
-def is_hexagonal(structure) -> bool:
-    """Whether the lattice of ``structure`` (pymatgen Structure) is hexagonal (hcp, and trigonal
-    crystals on hexagonal axes): its planes are then named by four Miller-Bravais indices."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-    return SpacegroupAnalyzer(structure).get_lattice_type() == "hexagonal"
-
-
-def three_index(hkil: list[int]) -> tuple[int, int, int]:
-    """(h k i l) → (h k l) of the hexagonal cell (a₁, a₂ at 120°, c); i = -(h + k) is redundant."""
-    h, k, _, l_ = hkil
-    return h, k, l_
-
-
-def four_index(hkl: tuple[int, int, int]) -> list[int]:
-    """(h k l) of the hexagonal cell → (h k i l), i = -(h + k)."""
-    h, k, l_ = hkl
-    return [h, k, -(h + k), l_]
+from .base import Property, _a, e0_per_atom, fmt, four_index, is_hexagonal, miller_bravais, register, table, three_index
 
 
 def bulk_structure(atoms):
@@ -80,17 +61,14 @@ class Surface(Property):
         """
         from pymatgen.io.ase import AseAtomsAdaptor
         hexagonal = bool(self.conf["miller"]) and is_hexagonal(AseAtomsAdaptor.get_structure(structure))
-        n = 4 if hexagonal else 3
         for i, hkl in enumerate(self.conf["miller"] or []):
             key = f"properties[surface].miller[{i}] = {hkl!r}"
-            if not (isinstance(hkl, list) and len(hkl) == n
-                    and all(isinstance(x, int) and not isinstance(x, bool) for x in hkl)):
-                raise ParamError(f"{key}: need a list of {n} integers" + (
-                    " (the lattice is hexagonal: four Miller-Bravais indices [h, k, i, l] with i = -(h + k), "
-                    "e.g. [1, 0, -1, 0] for the prism plane)" if hexagonal else
-                    " (three-index Miller notation; four indices are for hexagonal lattices)"))
-            if hexagonal and hkl[2] != -(hkl[0] + hkl[1]):
-                raise ParamError(f"{key}: i must be -(h + k) = {-(hkl[0] + hkl[1])} in [h, k, i, l]")
+            if hexagonal:
+                miller_bravais(key, hkl, example="[1, 0, -1, 0] for the prism plane")
+            elif not (isinstance(hkl, list) and len(hkl) == 3
+                      and all(isinstance(x, int) and not isinstance(x, bool) for x in hkl)):
+                raise ParamError(f"{key}: need a list of 3 integers (three-index Miller notation; four indices "
+                                 "are for hexagonal lattices)")
             if not any(hkl):
                 raise ParamError(f"{key}: not a plane")
         if self.conf["max_miller"] < 1:
