@@ -232,7 +232,8 @@ def test_hcp_slip_systems_four_index_and_gaps():
     plane_miller / slip_direction, and of the three-index plane and direction cut from the
     conventional cell (:func:`slip_cell`); DP-GEN's keys with four indices name the same system.
     Every line (EMT, relaxed along z as the ASE task does) has a finite positive unstable fault; the
-    narrow-gap cuts of prism and pyramidal I cost more than the wide ones."""
+    narrow-gap cuts of prism and pyramidal I cost more than the wide ones; in a slab the upper half
+    slides across the gap chosen."""
     from dpgen_lite.autotest.ase_task import run_task
     from dpgen_lite.autotest.properties.gamma import HCP_SLIP, slip_cell
     from dpgen_lite.autotest.properties.interstitial import conventional
@@ -267,6 +268,14 @@ def test_hcp_slip_systems_four_index_and_gaps():
         assert np.isfinite(sf["unstable_J_m2"]) and sf["unstable_J_m2"] > 0.05, name
         us[name] = sf["unstable_J_m2"]
     assert us["pyramidal_I_narrow"] > us["pyramidal_I_wide"] and us["prism_narrow"] > 1.5 * us["prism"]
+    # a slab: the upper half slides across a gap of the kind chosen (pyramidal I: 1.62 or 0.33 Å)
+    for gap, width in (("wide", 1.62), ("narrow", 0.33)):
+        (start, _), (moved, _) = hcp_gamma(slip_system=f"pyramidal_I_{gap}", n_steps=2, min_vacuum_size=10,
+                                           supercell_size=[1, 1, 6]).make(HCP, None)[:2]
+        upper = np.abs(moved.positions - start.positions).max(axis=1) > 1e-6
+        assert upper.sum() == len(start) // 2
+        z = start.positions[:, 2]
+        assert z[upper].min() - z[~upper].max() == pytest.approx(width, abs=0.01)
     dpgen = hcp_gamma(miller_index=[1, 1, -2, 2], displace_direction=[-1, -1, 2, 3], lattice_type="hcp")
     dpgen.check(HCP)
     assert dpgen.slip_system(True) == hcp_gamma(slip_system="pyramidal_II").slip_system(True)

@@ -286,7 +286,7 @@ def check_vector(conf: dict, key: str, length: int, kind=int) -> None:
     if not ok:
         raise ParamError(f"properties[{conf['type']}].{key} = {value!r}: need a list of {length} "
                          f"{'numbers' if kind is float else 'integers'}"
-                         + (" (three-index Miller notation; convert four-index hcp indices)" if "miller" in key
+                         + (" (three-index Miller notation; four indices are for hexagonal lattices)" if "miller" in key
                             or "direction" in key else ""))
 
 
