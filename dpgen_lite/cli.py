@@ -195,7 +195,8 @@ def cmd_specialise(args) -> None:
     param, mdata, notes = load_inputs("run", args.param, args.machine, work_dir)
     autotest = Path(args.autotest)
     spec = Specialise(Context(param, mdata, work_dir), load_file(autotest), autotest.resolve().parent,
-                      top=args.top, weight=args.weight)
+                      top=args.top, weight=args.weight, guard_weight=args.guard_weight,
+                      numb_steps=args.numb_steps, start_lr=args.start_lr)
     _setup_logging(work_dir)
     print(table_markdown(spec.run()), end="")
 
@@ -244,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=2, help="how many of the worst properties are labelled (default 2)")
     p.add_argument("--weight", type=float, default=3.0, help="sampling weight of a new frame relative to a "
                                                               "regular one (default 3)")
+    p.add_argument("--guard-weight", type=float, default=1.0, help="that of a frame of the other properties, "
+                                                                    "labelled so that they stay right (default 1; 0: "
+                                                                    "not labelled)")
+    p.add_argument("--numb-steps", type=int, default=None, help="training steps (default: final_training's "
+                                                                "special_numb_steps)")
+    p.add_argument("--start-lr", type=float, default=None, help="start learning rate (default: final_training's "
+                                                                "special_start_lr)")
     p.set_defaults(func=cmd_specialise)
     from .autotest.cli import add_parser as add_autotest
     add_autotest(sub)

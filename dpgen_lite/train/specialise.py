@@ -10,11 +10,14 @@ specialisation of Wen et al., npj Comput. Mater. 7, 206 (2021) leaves to the use
    be ``static`` on relaxed structures);
 2. ``rank``: each property's error is the largest deviation 100 |x - x_ref| / |x_ref| (%) of its
    quantities; the ``top`` worst properties are picked;
-3. ``label``: the configurations of the picked properties' tasks (each task's start structure
-   and, where the reference relaxed it, its final structure) are labelled with the run's fp style;
+3. ``label``: the configurations of the properties' tasks (each task's start structure and,
+   where the reference relaxed it, its final structure) are labelled with the run's fp style:
+   the picked properties' (``fp/data.000``) and, unless ``guard_weight`` is 0, the others'
+   (``fp/data.001``), so that the retraining keeps what the model already gets right;
 4. ``train``: from the final model's checkpoint, on every label of the run and the run's special
-   sets, the new set weighted by ``weight``, for ``special_numb_steps`` steps at
-   ``special_start_lr`` (as the final stage's specialisation);
+   sets, the picked set weighted by ``weight`` and the guard set by ``guard_weight``, for
+   ``numb_steps`` steps from ``start_lr`` (default: the final stage's ``special_numb_steps`` and
+   ``special_start_lr``);
 5. ``after``: Autotest of the new model; ``specialise.md`` / ``specialise.csv`` /
    ``specialise.json`` tabulate each quantity's reference value and the error before and after.
 
@@ -128,16 +131,19 @@ class Specialise:
         ``interaction``: the command sets the reference and the model)
     autotest_dir : folder its structures are relative to
     top : how many of the worst properties are labelled
-    weight : sampling weight of a frame of the new set relative to a regular frame
+    weight : sampling weight of a frame of the picked properties relative to a regular frame
+    guard_weight : that of a frame of the other properties (0: they are not labelled)
+    numb_steps, start_lr : of the training (None: ``special_numb_steps``, ``special_start_lr``)
 
     Raises
     ------
     ParamError
         (at construction) for an Autotest file with ``interaction`` or ``reference``, a bad key of
-        it, ``top`` < 1, ``weight`` <= 0, or a run without a finished final stage.
+        it, ``top`` < 1, ``weight`` <= 0, ``guard_weight`` < 0, or a run without a finished final stage.
     """
 
-    def __init__(self, ctx: Context, autotest: dict, autotest_dir: Path, top: int = 2, weight: float = 3.0):
+    def __init__(self, ctx: Context, autotest: dict, autotest_dir: Path, top: int = 2, weight: float = 3.0,
+                 guard_weight: float = 1.0, numb_steps: int | None = None, start_lr: float | None = None):
         from ..autotest.schema import load_param
         for key in ("interaction", "reference"):
             if key in autotest:
@@ -147,6 +153,8 @@ class Specialise:
             raise ParamError(f"--top = {top}: must be >= 1 (how many of the worst properties are labelled)")
         if weight <= 0:
             raise ParamError(f"--weight = {weight}: must be > 0 (3 = a frame counts three times a regular one)")
+        if guard_weight < 0:
+            raise ParamError(f"--guard-weight = {guard_weight}: must be >= 0 (0: the other properties are not labelled)")
         if not ctx.param.get("final_training"):
             raise ParamError("param.json: final_training is not set; dpgen specialise starts from the final model")
         from ..scheduler import ALL_STEP_NAMES
@@ -154,7 +162,9 @@ class Specialise:
         if not records or records[-1][1] != len(ALL_STEP_NAMES) - 1:
             raise ParamError(f"{ctx.work_dir}: the run's final stage has not ended (record.dpgen's last line "
                              f"{records[-1] if records else 'missing'}); finish `dpgen run` first")
-        self.ctx, self.top, self.weight = ctx, top, weight
+        self.ctx, self.top, self.weight, self.guard_weight = ctx, top, weight, guard_weight
+        self.numb_steps = numb_steps or ctx.param["final_training"]["special_numb_steps"]
+        self.start_lr = start_lr or special_start_lr(ctx)
         self.work = final_dir(ctx, WORK)
         self.model, self.trained = final_model(ctx)
         self.autotest = autotest
@@ -215,14 +225,17 @@ class Specialise:
                      "  <- labelled" if e in picked else "")
 
     def label(self) -> None:
-        """Label the picked properties' configurations with the run's fp style: ``fp/data.000``."""
+        """Label the configurations with the run's fp style: ``fp/data.000`` of the picked
+        properties, ``fp/data.001`` of the others (with a guard weight)."""
         fp = self.work / "fp"
-        picked = json.loads((self.work / "rank.json").read_text())["picked"]
+        rank = json.loads((self.work / "rank.json").read_text())
+        sets = [rank["picked"], [e for e in rank["ranked"] if e not in rank["picked"]] if self.guard_weight else []]
         if not (fp / "fp_tasks.done").is_file():
             shutil.rmtree(fp, ignore_errors=True)
-            frames = [(0, f, {"structure": e["structure"], "property": e["property"]})
-                      for e in picked for f in task_frames(self.work / "before" / REFERENCE / e["structure"]
-                                                           / e["property"], self.ctx.param["type_map"])]
+            frames = [(k, f, {"structure": e["structure"], "property": e["property"]})
+                      for k, props in enumerate(sets) for e in props
+                      for f in task_frames(self.work / "before" / REFERENCE / e["structure"] / e["property"],
+                                           self.ctx.param["type_map"])]
             write_fp_tasks(fp_style(self.ctx.param, self.ctx.work_dir), frames, fp)
             (fp / "fp_tasks.done").write_text(f"{len(frames)}\n")
             log.info("specialise: %d configurations to label", len(frames))
@@ -234,11 +247,11 @@ class Specialise:
         work, conf = self.work / "train", self.ctx.param["final_training"]
         last = read_record(self.ctx.work_dir)[-1][0]
         systems, _ = training_systems(self.ctx, last + 1)
+        new = [[t.parent for t in sorted((self.work / "fp").glob(f"data.{k:03d}/**/type.raw"))] for k in (0, 1)]
         blocks = [(systems, 1.0), *((special_data(self.ctx, k, e), e["weight"]) for k, e in enumerate(special_sets(conf))),
-                  ([t.parent for t in sorted((self.work / "fp").glob("data.*/**/type.raw"))], self.weight)]
+                  (new[0], self.weight), *([(new[1], self.guard_weight)] if new[1] else [])]
         if not (work / "train.made").is_file():
-            write_train_tasks(self.ctx, work, blocks, conf["special_numb_steps"], init_from=self.trained,
-                              start_lr=special_start_lr(self.ctx))
+            write_train_tasks(self.ctx, work, blocks, self.numb_steps, init_from=self.trained, start_lr=self.start_lr)
             (work / "train.made").write_text("")
         run_train_tasks(self.ctx, work, init=True)
 
