@@ -10,8 +10,8 @@ specialisation of Wen et al., npj Comput. Mater. 7, 206 (2021) leaves to the use
    be ``static`` on relaxed structures);
 2. ``rank``: each property's error is the largest deviation 100 |x - x_ref| / |x_ref| (%) of its
    quantities; the ``top`` worst properties are picked;
-3. ``label``: the configurations of the properties' tasks (each task's start structure and,
-   where the reference relaxed it, its final structure) are labelled with the run's fp style:
+3. ``label``: the configurations of the properties' tasks (each task's final structure: relaxed
+   by the reference where the task relaxes) are labelled with the run's fp style:
    the picked properties' (``fp/data.000``) and, unless ``guard_weight`` is 0, the others'
    (``fp/data.001``), so that the retraining keeps what the model already gets right;
 4. ``train``: from the final model's checkpoint, on every label of the run and the run's special
@@ -36,7 +36,6 @@ import json
 import shutil
 from pathlib import Path
 
-import ase.io
 import dpdata
 
 from ..context import Context, log
@@ -106,19 +105,14 @@ def property_errors(results: dict[str, dict]) -> list[dict]:
 
 
 def task_frames(pdir: Path, type_map: list[str]) -> list[dpdata.System]:
-    """One-frame Systems of the tasks of the property folder ``pdir``: each task's start
-    structure (``POSCAR``), and its final structure where it moved (relaxed)."""
+    """One-frame Systems of the tasks of the property folder ``pdir``: each task's final
+    structure (relaxed where the task relaxes), the configuration the property is computed on.
+    (Unrelaxed start structures are left out: an interstitial's carries forces of several eV/Å
+    that outweigh everything else in the force loss.)"""
     from ..autotest.task import TaskResult
-    spec = json.loads((pdir / "tasks.json").read_text())
-    frames = []
-    for entry in spec["tasks"]:
-        task = pdir / entry["task"]
-        start = ase.io.read(task / "POSCAR", format="vasp")
-        end = TaskResult.load(task).atoms
-        moved = len(end) == len(start) and (abs(end.positions - start.positions).max() > 1e-3
-                                              or abs(end.cell.array - start.cell.array).max() > 1e-3)
-        frames += [dpdata.System(a, fmt="ase/structure", type_map=type_map) for a in ([start, end] if moved else [start])]
-    return frames
+    tasks = json.loads((pdir / "tasks.json").read_text())["tasks"]
+    return [dpdata.System(TaskResult.load(pdir / e["task"]).atoms, fmt="ase/structure", type_map=type_map)
+            for e in tasks]
 
 
 class Specialise:
