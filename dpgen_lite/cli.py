@@ -196,7 +196,7 @@ def cmd_specialise(args) -> None:
     autotest = Path(args.autotest)
     spec = Specialise(Context(param, mdata, work_dir), load_file(autotest), autotest.resolve().parent,
                       top=args.top, weight=args.weight, guard_weight=args.guard_weight,
-                      numb_steps=args.numb_steps, start_lr=args.start_lr)
+                      n_perturb=args.perturb, numb_steps=args.numb_steps, start_lr=args.start_lr)
     _setup_logging(work_dir)
     print(table_markdown(spec.run()), end="")
 
@@ -242,12 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("machine", nargs="?", default=None, help="machine.json (default: this machine)")
     p.add_argument("--autotest", required=True, help="Autotest file: structures, relaxation, properties "
                                                       "(no interaction: the fp style and the final model are set)")
-    p.add_argument("--top", type=int, default=2, help="how many of the worst properties are labelled (default 2)")
+    p.add_argument("--top", type=int, default=2, help="how many of the worst properties are picked (default 2)")
     p.add_argument("--weight", type=float, default=3.0, help="sampling weight of a new frame relative to a "
                                                               "regular one (default 3)")
     p.add_argument("--guard-weight", type=float, default=1.0, help="that of a frame of the other properties, "
                                                                     "labelled so that they stay right (default 1; 0: "
                                                                     "not labelled)")
+    p.add_argument("--perturb", type=int, default=3, help="randomly displaced copies (~0.03 Å) labelled besides "
+                                                          "each configuration (default 3)")
     p.add_argument("--numb-steps", type=int, default=None, help="training steps (default: final_training's "
                                                                 "special_numb_steps)")
     p.add_argument("--start-lr", type=float, default=None, help="start learning rate (default: final_training's "

@@ -40,7 +40,7 @@ def test_before_after_table():
               "quantities": {"E_f (eV)": {"reference": 1.0, "model": 0.9, "error_pct": 10.0}}}]
     table = before_after(before, after, picked=before)
     row, = table["rows"]
-    assert row["labelled"] and row["ratio"] == pytest.approx(0.25) and row["after"] == 0.9
+    assert row["picked"] and row["ratio"] == pytest.approx(0.25) and row["after"] == 0.9
     md = table_markdown(table).splitlines()
     assert md[0].startswith("| structure | property") and md[2].split("|")[4].strip() == "yes"
     assert table_csv(table).splitlines()[1] == "s,vacancy_00,E_f (eV),yes,1,0.6,40,0.9,10,0.25"
@@ -62,6 +62,8 @@ def test_reference_is_the_fp_style():
     ({"reference": "emt"}, {}, "autotest file: reference = 'emt'"),
     ({}, {"top": 0}, "--top = 0: must be >= 1"),
     ({}, {"weight": 0.0}, "--weight = 0.0: must be > 0"),
+    ({}, {"guard_weight": -1.0}, "--guard-weight = -1.0: must be >= 0"),
+    ({}, {"n_perturb": -1}, "--perturb = -1: must be >= 0"),
 ])
 def test_bad_input_refused(tmp_path, autotest, keys, message):
     ctx = Context({"final_training": {}, "type_map": ["Cu"]}, {}, tmp_path)

@@ -37,6 +37,7 @@ import shutil
 from pathlib import Path
 
 import dpdata
+import numpy as np
 
 from ..context import Context, log
 from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
@@ -104,15 +105,23 @@ def property_errors(results: dict[str, dict]) -> list[dict]:
     return sorted(props.values(), key=lambda e: -e["error_pct"])
 
 
-def task_frames(pdir: Path, type_map: list[str]) -> list[dpdata.System]:
+def task_frames(pdir: Path, type_map: list[str], n_perturb: int = 0, distance: float = 0.03) -> list[dpdata.System]:
     """One-frame Systems of the tasks of the property folder ``pdir``: each task's final
-    structure (relaxed where the task relaxes), the configuration the property is computed on.
-    (Unrelaxed start structures are left out: an interstitial's carries forces of several eV/Å
-    that outweigh everything else in the force loss.)"""
+    structure (relaxed where the task relaxes), the configuration the property is computed on,
+    and ``n_perturb`` copies with every atom displaced ~``distance`` Å at random (dpdata's
+    ``perturb``, ``normal`` style, cell kept; seed numpy's generator first): a relaxed frame
+    has no forces to learn from, a displaced one 3N force components.  (Unrelaxed start
+    structures are left out: an interstitial's carries forces of several eV/Å that outweigh
+    everything else in the force loss.)"""
     from ..autotest.task import TaskResult
-    tasks = json.loads((pdir / "tasks.json").read_text())["tasks"]
-    return [dpdata.System(TaskResult.load(pdir / e["task"]).atoms, fmt="ase/structure", type_map=type_map)
-            for e in tasks]
+    frames = []
+    for entry in json.loads((pdir / "tasks.json").read_text())["tasks"]:
+        frame = dpdata.System(TaskResult.load(pdir / entry["task"]).atoms, fmt="ase/structure", type_map=type_map)
+        frames.append(frame)
+        if n_perturb:
+            moved = frame.perturb(n_perturb, cell_pert_fraction=0.0, atom_pert_distance=distance)
+            frames += [moved.sub_system([i]) for i in range(n_perturb)]
+    return frames
 
 
 class Specialise:
@@ -124,29 +133,32 @@ class Specialise:
     autotest : the Autotest file's content (``structures``, ``relaxation``, ``properties``; no
         ``interaction``: the command sets the reference and the model)
     autotest_dir : folder its structures are relative to
-    top : how many of the worst properties are labelled
+    top : how many of the worst properties are picked (weighted by ``weight``)
     weight : sampling weight of a frame of the picked properties relative to a regular frame
     guard_weight : that of a frame of the other properties (0: they are not labelled)
+    n_perturb : randomly displaced copies (~0.03 Å) labelled besides each configuration
     numb_steps, start_lr : of the training (None: ``special_numb_steps``, ``special_start_lr``)
 
     Raises
     ------
     ParamError
         (at construction) for an Autotest file with ``interaction`` or ``reference``, a bad key of
-        it, ``top`` < 1, ``weight`` <= 0, ``guard_weight`` < 0, or a run without a finished final stage.
+        it, ``top`` < 1, ``weight`` <= 0, ``guard_weight`` < 0, ``n_perturb`` < 0, or a run without a finished final stage.
     """
 
     def __init__(self, ctx: Context, autotest: dict, autotest_dir: Path, top: int = 2, weight: float = 3.0,
-                 guard_weight: float = 1.0, numb_steps: int | None = None, start_lr: float | None = None):
+                 guard_weight: float = 1.0, n_perturb: int = 3, numb_steps: int | None = None, start_lr: float | None = None):
         from ..autotest.schema import load_param
         for key in ("interaction", "reference"):
             if key in autotest:
                 raise ParamError(f"autotest file: {key} = {autotest[key]!r}: dpgen specialise sets the interactions "
                                  "itself (the run's fp style as the reference, the final model); remove the key")
         if top < 1:
-            raise ParamError(f"--top = {top}: must be >= 1 (how many of the worst properties are labelled)")
+            raise ParamError(f"--top = {top}: must be >= 1 (how many of the worst properties are picked)")
         if weight <= 0:
             raise ParamError(f"--weight = {weight}: must be > 0 (3 = a frame counts three times a regular one)")
+        if n_perturb < 0:
+            raise ParamError(f"--perturb = {n_perturb}: must be >= 0 (displaced copies per configuration)")
         if guard_weight < 0:
             raise ParamError(f"--guard-weight = {guard_weight}: must be >= 0 (0: the other properties are not labelled)")
         if not ctx.param.get("final_training"):
@@ -157,6 +169,7 @@ class Specialise:
             raise ParamError(f"{ctx.work_dir}: the run's final stage has not ended (record.dpgen's last line "
                              f"{records[-1] if records else 'missing'}); finish `dpgen run` first")
         self.ctx, self.top, self.weight, self.guard_weight = ctx, top, weight, guard_weight
+        self.n_perturb = n_perturb
         self.numb_steps = numb_steps or ctx.param["final_training"]["special_numb_steps"]
         self.start_lr = start_lr or special_start_lr(ctx)
         self.work = final_dir(ctx, WORK)
@@ -216,7 +229,7 @@ class Specialise:
         atomic_write(self.work / "rank.json", json.dumps({"ranked": ranked, "picked": picked}, indent=1))
         for e in ranked:
             log.info("specialise: %-28s %-16s error %6.1f %%%s", e["structure"], e["property"], e["error_pct"],
-                     "  <- labelled" if e in picked else "")
+                     "  <- picked" if e in picked else "")
 
     def label(self) -> None:
         """Label the configurations with the run's fp style: ``fp/data.000`` of the picked
@@ -226,10 +239,11 @@ class Specialise:
         sets = [rank["picked"], [e for e in rank["ranked"] if e not in rank["picked"]] if self.guard_weight else []]
         if not (fp / "fp_tasks.done").is_file():
             shutil.rmtree(fp, ignore_errors=True)
+            np.random.seed(self.ctx.param["random_seed"])  # dpdata's perturb draws from numpy's generator
             frames = [(k, f, {"structure": e["structure"], "property": e["property"]})
                       for k, props in enumerate(sets) for e in props
                       for f in task_frames(self.work / "before" / REFERENCE / e["structure"] / e["property"],
-                                           self.ctx.param["type_map"])]
+                                           self.ctx.param["type_map"], self.n_perturb)]
             write_fp_tasks(fp_style(self.ctx.param, self.ctx.work_dir), frames, fp)
             (fp / "fp_tasks.done").write_text(f"{len(frames)}\n")
             log.info("specialise: %d configurations to label", len(frames))
@@ -271,9 +285,9 @@ class Specialise:
 
 def before_after(before: list[dict], after: list[dict], picked: list[dict]) -> dict:
     """Rows (structure, property, quantity, reference, before, error before %, after, error after
-    %, after/before) of every quantity in both; ``labelled`` marks the picked properties."""
+    %, after/before) of every quantity in both; ``picked`` marks the properties picked as worst."""
     got = {(e["structure"], e["property"]): e for e in after}
-    labelled = {(e["structure"], e["property"]) for e in picked}
+    worst = {(e["structure"], e["property"]) for e in picked}
     rows = []
     for e in before:
         key = (e["structure"], e["property"])
@@ -281,14 +295,14 @@ def before_after(before: list[dict], after: list[dict], picked: list[dict]) -> d
             a = got.get(key, {}).get("quantities", {}).get(quantity)
             if a is None:
                 continue
-            rows.append({"structure": key[0], "property": key[1], "quantity": quantity, "labelled": key in labelled,
+            rows.append({"structure": key[0], "property": key[1], "quantity": quantity, "picked": key in worst,
                          "reference": q["reference"], "before": q["model"], "error_before_pct": q["error_pct"],
                          "after": a["model"], "error_after_pct": a["error_pct"],
                          "ratio": a["error_pct"] / q["error_pct"] if q["error_pct"] else None})
     return {"rows": rows}
 
 
-COLUMNS = ("structure", "property", "quantity", "labelled", "reference", "before", "error_before_pct", "after",
+COLUMNS = ("structure", "property", "quantity", "picked", "reference", "before", "error_before_pct", "after",
            "error_after_pct", "ratio")
 
 
@@ -300,7 +314,7 @@ def _cells(row: dict) -> list[str]:
 
 def table_markdown(table: dict) -> str:
     """The before/after table as Markdown (errors in %, ratio = error after / error before)."""
-    head = ["structure", "property", "quantity", "labelled", "reference", "before", "error before (%)", "after",
+    head = ["structure", "property", "quantity", "picked", "reference", "before", "error before (%)", "after",
             "error after (%)", "after / before"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(_cells(r)) + " |" for r in table["rows"]]) + "\n"
