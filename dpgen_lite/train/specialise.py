@@ -43,7 +43,7 @@ from ..context import Context, log
 from ..label.stage import collect_labels, fp_style, run_fp_tasks, write_fp_tasks
 from ..params import ParamError
 from ..record import atomic_write, read_json, read_record
-from .final import (FINAL, LONG, SPECIAL, final_dir, final_models, run_train_tasks, special_data,
+from .final import (COMPRESSED_FINAL, FINAL, LONG, SPECIAL, final_dir, final_models, run_train_tasks, special_data,
                     special_sets, special_start_lr, write_train_tasks)
 from .stage import training_systems
 
@@ -234,7 +234,7 @@ class Specialise:
     def label(self) -> None:
         """Label the configurations with the run's fp style: ``fp/data.000`` of the picked
         properties, ``fp/data.001`` of the others (with a guard weight)."""
-        fp = self.work / "fp"
+        fp, style = self.work / "fp", fp_style(self.ctx.param, self.ctx.work_dir)
         rank = json.loads((self.work / "rank.json").read_text())
         sets = [rank["picked"], [e for e in rank["ranked"] if e not in rank["picked"]] if self.guard_weight else []]
         if not (fp / "fp_tasks.done").is_file():
@@ -244,11 +244,11 @@ class Specialise:
                       for k, props in enumerate(sets) for e in props
                       for f in task_frames(self.work / "before" / REFERENCE / e["structure"] / e["property"],
                                            self.ctx.param["type_map"], self.n_perturb)]
-            write_fp_tasks(fp_style(self.ctx.param, self.ctx.work_dir), frames, fp)
+            write_fp_tasks(style, frames, fp)
             (fp / "fp_tasks.done").write_text(f"{len(frames)}\n")
             log.info("specialise: %d configurations to label", len(frames))
         run_fp_tasks(self.ctx, fp.relative_to(self.ctx.work_dir).as_posix())
-        collect_labels(fp_style(self.ctx.param, self.ctx.work_dir), fp, self.ctx.param["ratio_failed"])
+        collect_labels(style, fp, self.ctx.param["ratio_failed"])
 
     def train(self) -> None:
         """From the final model's checkpoint, the run's labels and special sets plus the new set."""
@@ -267,16 +267,15 @@ class Specialise:
         """The new model (compressed where the final stage compresses)."""
         suffix = self.model.suffix
         task = self.work / "train" / "000"
-        compressed = task / f"compressed_model{suffix}"
+        compressed = task / f"{COMPRESSED_FINAL}{suffix}"
         return compressed if compressed.is_file() else task / f"frozen_model{suffix}"
 
     def after(self) -> None:
         """Autotest of the new model; the before/after table."""
         after = self._run_autotest(self.work / "after", self.specialised(), with_reference=False)[MODEL]
-        before = self.work / "before"
-        results = {n: json.loads((before / n / "result.json").read_text()) for n in (REFERENCE, MODEL)}
-        table = before_after(property_errors(results), property_errors({REFERENCE: results[REFERENCE], MODEL: after}),
-                             json.loads((self.work / "rank.json").read_text())["picked"])
+        reference = json.loads((self.work / "before" / REFERENCE / "result.json").read_text())
+        rank = json.loads((self.work / "rank.json").read_text())  # the errors before, worst first
+        table = before_after(rank["ranked"], property_errors({REFERENCE: reference, MODEL: after}), rank["picked"])
         table.update(model_before=str(self.model), model_after=str(self.specialised()))
         atomic_write(self.work / "specialise.json", json.dumps(table, indent=1))
         atomic_write(self.work / "specialise.md", table_markdown(table))
