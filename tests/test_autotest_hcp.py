@@ -22,6 +22,7 @@ from .conftest import write_param
 from .test_autotest_properties import EMT_INTER, write_conf
 
 HCP = ase.build.bulk("Cu", "hcp", a=2.55, c=4.16)
+MISHIN = {"type": "eam_alloy", "model": "Cu_mishin1.eam.alloy", "type_map": ["Cu"]}
 
 
 def gamma_s(slab, e0: float) -> float:
@@ -194,7 +195,7 @@ def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
     """Basal (0001)[1-100] (``slip_system`` basal, one fault per 4 layers): the line passes the
     atop position and the I2 fault (ABAB|CACA) at 1/3 and 2/3 of √3 a.  γ at the fault against a stack
     built by hand with three I2 faults in 12 layers (ABAB CACA BCBC; the same 4 layers per fault),
-    both relaxed along z at fixed cell; the stable fault read off the line (spline) within 5 %; the unstable
+    both relaxed along z, cell height included; the stable fault read off the line (spline) within 5 %; the unstable
     one is the lower barrier around it (the line is a full period)."""
     write_conf(tmp_path, HCP, "std-hcp")
     write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
@@ -210,7 +211,7 @@ def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
     def energy(atoms):
         atoms.calc = EMT()
         atoms.set_constraint(FixCartesian(range(len(atoms)), mask=[True, True, False]))
-        BFGS(atoms, logfile=None).run(fmax=1e-5, steps=2000)
+        BFGS(FrechetCellFilter(atoms, mask=[0, 0, 1, 0, 0, 0]), logfile=None).run(fmax=1e-5, steps=2000)
         return atoms.get_potential_energy()
 
     area = a * a * np.sqrt(3) / 2
@@ -225,6 +226,32 @@ def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
     assert sf["unstable_J_m2"] == pytest.approx(barrier, rel=0.03) and sf["unstable_J_m2"] < 0.3 * y.max()
     out = (tmp_path / "confs" / "std-hcp" / "gamma_00" / "result.out").read_text()
     assert "stable stacking fault" in out
+
+
+@pytest.mark.parametrize("inter", [EMT_INTER, MISHIN], ids=["ase", "lammps"])
+def test_tilted_cell_height_relaxes_to_the_slab_value(tmp_path, inter):
+    """Pyramidal I (wide gap), γ half-way along the line: the tilted cell (12 Å, periodic) whose height
+    relaxes (the default) against a slab of 4 repeats with 10 Å of vacuum: within 2 %; with
+    ``relax_height`` false the fault cannot open and γ is more than 5 % higher (EMT: 743 against 666
+    mJ/m² at the unstable fault).  Both routes: ASE's FrechetCellFilter (zz strain only) and LAMMPS's
+    ``fix box/relax z``."""
+    write_conf(tmp_path, HCP, "std-hcp")
+    line = {"type": "gamma", "slip_system": "pyramidal_I_wide", "n_steps": 2, "cal_setting": {"fmax": 1e-4}}
+    write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": inter,
+                           "properties": [{**line, "suffix": "tilted"},
+                                          {**line, "suffix": "fixed", "relax_height": False},
+                                          {**line, "suffix": "slab", "min_vacuum_size": 10,
+                                           "supercell_size": [1, 1, 4]}]})
+    assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]
+    tilted, fixed, slab = (res[f"gamma_{s}"]["gamma_J_m2"][1] for s in ("tilted", "fixed", "slab"))
+    print(f"{inter['type']}: pyramidal I wide, γ(1/2) tilted {tilted:.4f}, fixed height {fixed:.4f}, "
+          f"slab {slab:.4f} J/m²")
+    assert tilted == pytest.approx(slab, rel=0.02)
+    assert fixed > 1.05 * slab
+    task = json.loads((tmp_path / "confs/std-hcp/gamma_tilted/task.000001/task.json").read_text())
+    assert task["relax_height"] and not json.loads(
+        (tmp_path / "confs/std-hcp/gamma_slab/task.000001/task.json").read_text())["relax_height"]
 
 
 def test_hcp_slip_systems_four_index_and_gaps():

@@ -85,6 +85,11 @@ def test_no_coexistence_is_refused(tmp_path):
     ({"properties": [{**SMALL, "temperature": 1300, "melt_temperature": 1200}]},
      "properties[melting].melt_temperature = 1200: must be above temperature = 1300 K"),
     ({"properties": [{**SMALL}]}, "temperature"),
+    ({"properties": [{**SMALL, "temperature": 1300, "output_suffix": "01"}]},
+     "properties[0].output_suffix = '01': melting is neither refined nor reproduced (its one task is a long MD "
+     "run"),
+    ({"properties": [{**SMALL, "temperature": 1300, "reproduce": True, "init_data_path": "../vasp/confs"}]},
+     "properties[0].reproduce = True: melting is neither refined nor reproduced"),
 ])
 def test_bad_melting_input(tmp_path, change, message):
     work = copy_example("autotest_cu", tmp_path / "work")

@@ -14,7 +14,9 @@ from ase.mep import NEB
 from ase.optimize import BFGS
 
 from dpgen_lite.autotest.calculators.lammps import potentials_dir
+from dpgen_lite.autotest.schema import load_param
 from dpgen_lite.cli import main
+from dpgen_lite.params import ParamError
 
 from .conftest import write_param
 from .test_autotest_properties import EMT_INTER, write_conf
@@ -147,6 +149,18 @@ def test_end_points_with_different_atom_counts_refused(tmp_path, capsys):
     assert "properties[neb].final_confs[0] = 'final.vasp' has 32 atoms" in err
     assert "init_confs[0] = 'init.vasp' has 31" in err and "same number" in err
     assert not (conf / "relaxation").exists()
+
+
+@pytest.mark.parametrize("derived", [{"output_suffix": "01"}, {"reproduce": True, "init_data_path": "../vasp/confs"}])
+def test_refine_and_reproduce_refused(tmp_path, derived):
+    """A band is neither refined (DP-GEN's ``output_suffix``) nor reproduced: refused at load, naming the key."""
+    write_conf(tmp_path)
+    with pytest.raises(ParamError) as err:
+        load_param({"structures": ["confs/std-fcc"], "interaction": EMT_INTER,
+                    "properties": [{"type": "neb", **derived}]}, tmp_path)
+    key = next(iter(derived))
+    assert f"properties[0].{key} = {derived[key]!r}: neb is neither refined nor reproduced" in str(err.value)
+    assert "remove output_suffix, init_from_suffix, reproduce and init_data_path" in str(err.value)
 
 
 def test_special_set_generator_gives_the_bands(tmp_path):

@@ -30,7 +30,8 @@ def run_task(atoms: Atoms, calc, setting: dict, logfile: str = LOG_FILE) -> Atom
 
     ASE's ``BFGS`` until the largest force (and ``FrechetCellFilter`` stress component x volume)
     is below ``fmax`` eV/Å or ``maxiter`` steps; ``relax_vol`` without ``relax_shape`` keeps the
-    shape (``hydrostatic_strain``).  Energy eV, forces eV/Å, stress eV/Å^3.
+    shape (``hydrostatic_strain``); ``relax_height`` alone relaxes only the zz strain (a Voigt
+    mask), which moves the third cell vector along z.  Energy eV, forces eV/Å, stress eV/Å^3.
     """
     from ase.constraints import FixAtoms, FixCartesian
     from ase.filters import FrechetCellFilter
@@ -42,8 +43,10 @@ def run_task(atoms: Atoms, calc, setting: dict, logfile: str = LOG_FILE) -> Atom
         atoms.set_constraint(FixAtoms(indices=range(len(atoms))))
     elif any(setting["fix_axes"]):
         atoms.set_constraint(FixCartesian(range(len(atoms)), mask=setting["fix_axes"]))
-    if pos or vol or shape:
-        target = FrechetCellFilter(atoms, hydrostatic_strain=not shape) if (vol or shape) else atoms
+    height = setting.get("relax_height") and not (vol or shape)
+    if pos or vol or shape or height:
+        target = (FrechetCellFilter(atoms, hydrostatic_strain=not shape) if (vol or shape) else
+                  FrechetCellFilter(atoms, mask=[False, False, True, False, False, False]) if height else atoms)
         BFGS(target, logfile=logfile).run(fmax=setting["fmax"], steps=setting["maxiter"])
     atoms.set_constraint()
     return atoms

@@ -123,6 +123,11 @@ def _property(entry, where: str, work_dir: Path) -> dict:
     """
     derived = isinstance(entry, dict) and bool(entry.get("output_suffix") or entry.get("reproduce"))
     conf = _typed(entry, where, PROPERTIES, lambda cls: property_arg(cls, derived))
+    why = derived and PROPERTIES.get(conf["type"]).not_derived
+    if why:
+        key = "output_suffix" if conf["output_suffix"] else "reproduce"
+        raise ParamError(f"{where}.{key} = {conf[key]!r}: {conf['type']} is neither refined nor reproduced ({why}); "
+                         "remove output_suffix, init_from_suffix, reproduce and init_data_path")
     if conf["cal_type"] not in CAL_TYPES:
         raise ParamError(f"{where}.cal_type = {conf['cal_type']!r}: allowed {', '.join(CAL_TYPES)}")
     if conf["output_suffix"] and conf["reproduce"]:

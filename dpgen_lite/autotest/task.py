@@ -5,6 +5,8 @@
 - ``relax_pos`` (bool) move the atoms; ``relax_shape`` / ``relax_vol`` (bool) change the cell's
   shape / volume towards zero stress (shape without volume is refused by the schema);
 - ``fix_axes`` (3 bools) Cartesian axes along which no atom moves (the γ-line relaxes along z only);
+- ``relax_height`` (bool) the cell's height along z relaxes towards zero σ_zz, its other lengths
+  and tilts fixed (the γ-line's tilted cell, so that the fault can open along its normal);
 - ``etol`` (LAMMPS energy tolerance, relative), ``ftol`` (LAMMPS force tolerance, eV/Å),
   ``fmax`` (ASE optimiser: largest force, eV/Å), ``maxiter``, ``maxeval`` (steps).
 
@@ -28,6 +30,7 @@ RESULT_FILE = "result_task.json"
 #: relaxation settings and their defaults (DP-GEN's cal_setting keys, plus fmax and fix_axes)
 DEFAULT_SETTING = {
     "relax_pos": True, "relax_shape": True, "relax_vol": True, "fix_axes": [False, False, False],
+    "relax_height": False,
     "etol": 0.0, "ftol": 1e-10, "fmax": 1e-4, "maxiter": 5000, "maxeval": 500000,
 }
 

@@ -2,7 +2,8 @@
 
 The structure goes in as ``conf.lmp`` (ASE's lammps-data writer, which rotates the cell into
 LAMMPS's lower-triangular frame), the task minimises (``min_style cg``; ``fix box/relax``
-``tri`` for shape + volume, ``iso`` for volume only; ``fix setforce`` for frozen axes), then
+``tri`` for shape + volume, ``iso`` for volume only, ``z`` for the height only; ``fix setforce``
+for frozen axes), then
 ``write_dump`` stores final positions and forces (``dump.final``) and ``print`` the energy and
 pressure tensor (``lammps_out.json``).  Reading rotates everything back into the POSCAR frame:
 ``R = L0^-1 C0`` (``L0`` LAMMPS cell, ``C0`` POSCAR cell, rows = lattice vectors), then
@@ -71,18 +72,19 @@ def minimize_lines(setting: dict) -> list[str]:
         raise ParamError("cal_setting: relax_shape without relax_vol is not supported; "
                          "set relax_vol true or relax_shape false")
     frozen = [True] * 3 if not pos else list(setting["fix_axes"])
+    box = "tri" if shape else "iso" if vol else "z" if setting.get("relax_height") else None
     lines = []
-    if any(frozen) and (pos or vol):
+    if any(frozen) and (pos or box):
         lines.append("fix frz all setforce " + " ".join("0.0" if f else "NULL" for f in frozen))
-    if pos or vol:
+    if pos or box:
         lines.append("min_style cg")
         mini = f"minimize {setting['etol']} {setting['ftol']} {setting['maxiter']} {setting['maxeval']}"
-        if vol:
+        if box:
             # box/relax: a second minimisation restarts from the relaxed box (LAMMPS manual, fix box/relax)
-            lines += [f"fix br all box/relax {'tri' if shape else 'iso'} 0.0 vmax 0.001", mini, mini, "unfix br"]
+            lines += [f"fix br all box/relax {box} 0.0 vmax 0.001", mini, mini, "unfix br"]
         else:
             lines.append(mini)
-    if any(frozen) and (pos or vol):
+    if any(frozen) and (pos or box):
         lines.append("unfix frz")  # the final forces are the true ones
     lines.append("run 0")
     return lines

@@ -85,12 +85,15 @@ class Property:
     ----------------
     name : the ``type`` value selecting the class
     default_setting : relaxation defaults of its tasks, overridden by ``cal_setting``
+    not_derived : the reason, for properties whose tasks cannot be refined or reproduced
     """
 
     name: ClassVar[str]
     default_setting: ClassVar[dict] = {"relax_pos": True, "relax_shape": False, "relax_vol": False}
     #: files :meth:`make` writes into the property folder, copied along by a refine
     extra_files: ClassVar[list[str]] = []
+    #: why neither a refine (``output_suffix``) nor a reproduce (``reproduce: true``) applies; None when both do
+    not_derived: ClassVar[str | None] = None
 
     def __init__(self, conf: dict):
         self.conf = conf

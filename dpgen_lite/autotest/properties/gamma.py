@@ -196,9 +196,11 @@ class Gamma(Property):
     ``n_steps`` (points after d = 0, default 10).
     The unstable and stable stacking-fault energies are read off the line (:func:`stacking_faults`).
 
-    The tilted cell holds the cell height: the fault cannot open along its normal, and γ falls as
-    1/thickness towards the slab's value (EMT hcp Cu, pyramidal I wide γ_us: 0.743, 0.704, 0.685 J/m²
-    at 12, 23, 47 Å; slab 0.666 at 12 and 23 Å); give ``min_vacuum_size`` for converged numbers.
+    ``relax_height`` (default: true in the tilted cell when ``relax_pos`` is): the tilted cell's
+    height relaxes to zero σ_zz (:data:`~dpgen_lite.autotest.task.DEFAULT_SETTING`), so the fault
+    opens along its normal as in a slab.  At fixed height it cannot, and γ falls as 1/thickness
+    towards the slab's value (EMT hcp Cu, pyramidal I wide γ_us: 0.743, 0.704, 0.685 J/m² at 12, 23,
+    47 Å; slab 0.666 at 12 and 23 Å).
     """
 
     name = "gamma"
@@ -220,7 +222,8 @@ class Gamma(Property):
                 _a("min_vacuum_size", [int, float], "vacuum along the normal, Å (0: tilted cell)", default=None),
                 _a("add_fix", list, "per Cartesian axis, whether atoms stay fixed", default=["true", "true", "false"]),
                 _a("slip_length", float, "length of the γ-line, Å (default |slip_direction|)", default=None),
-                _a("n_steps", int, "displacements after 0", default=10)]
+                _a("n_steps", int, "displacements after 0", default=10),
+                _a("relax_height", bool, "tilted cell: relax its height (default: when relax_pos)", default=None)]
 
     @property
     def dpgen_keys(self) -> bool:
@@ -337,7 +340,10 @@ class Gamma(Property):
                              f"{self.vacuum():g}: the slab needs >= 2 repeats along c (the upper half slides)")
 
     def task_setting(self, meta):
-        return {**self.setting(), "fix_axes": [str(x).lower() == "true" for x in self.conf["add_fix"]]}
+        setting = self.setting()
+        height = self.conf["relax_height"]
+        return {**setting, "fix_axes": [str(x).lower() == "true" for x in self.conf["add_fix"]],
+                "relax_height": self.vacuum() == 0 and (setting["relax_pos"] if height is None else height)}
 
     def make(self, relaxed, folder):
         _, conv, plane, direction, gap = self.system(relaxed)

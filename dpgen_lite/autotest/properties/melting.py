@@ -92,6 +92,7 @@ class Melting(Property):
     """
 
     name = "melting"
+    not_derived = "its one task is a long MD run, not a structure to restart or recompute; lengthen production_steps instead"
     default_setting = {"relax_pos": False, "relax_shape": False, "relax_vol": False}
 
     @classmethod

@@ -138,6 +138,7 @@ class Neb(Property):
     """
 
     name = "neb"
+    not_derived = "a band starts from its end points, not from another task's final structure; tighten fmax instead"
 
     @classmethod
     def args(cls):
@@ -179,19 +180,6 @@ class Neb(Property):
             hops = nearest_hops(structure, self.conf["neighbour_tol"])
             for hop in hops:
                 hop_end_points(structure, self.conf["supercell"], hop)
-
-    def sources(self, conf_dir):
-        """No refine: a band starts from its end points, not from the final structure of another task.
-
-        Raises
-        ------
-        ParamError
-            for ``output_suffix`` (DP-GEN's refine), before any task is written.
-        """
-        if self.refine:
-            raise ParamError(f"properties[neb].output_suffix = {self.conf['output_suffix']!r}: a NEB is not refined; "
-                             "remove output_suffix and init_from_suffix, and tighten fmax instead")
-        return []
 
     def files(self, key: str) -> list[str]:
         """``init_confs`` or ``final_confs`` as a list ([] when not given)."""
