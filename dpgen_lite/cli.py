@@ -17,7 +17,8 @@ from .schema import validate_init_bulk, validate_machine, validate_run
 
 
 def _setup_logging(work_dir: Path) -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    # milliseconds: step wall times in the report (and the benchmarks) are read off these stamps
+    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
     for handler in (logging.FileHandler(work_dir / "dpgen.log"), logging.StreamHandler(sys.stdout)):
         handler.setFormatter(fmt)
         log.addHandler(handler)

@@ -32,7 +32,7 @@ KINDS = ("candidate", "accurate", "failed")
 FIGURES = ("ratios.png", "labels.png", "walltime.png", "model_devi.png", "test_rmse.png", "devi_vs_error.png")
 
 _ITER_DIR = re.compile(r"^iter\.(\d{6})$")
-_LITE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ([A-Z]+) (.*)$")
+_LITE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{3})?) ([A-Z]+) (.*)$")
 _DPGEN_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+) - ([A-Z]+) : (.*)$")
 _LITE_STEP = re.compile(r"^iter (\d+) step (\d+): (\w+)")
 _DPGEN_STEP = re.compile(r"^-+iter\.(\d+) task (\d+)-+$")
@@ -93,7 +93,8 @@ def collect(folder: Path) -> dict:
 
 
 def parse_log(path: Path) -> dict:
-    """Parse a ``dpgen.log`` of dpgen_lite (``2026-11-22 20:52:21 INFO iter 000000 step 0: ...``)
+    """Parse a ``dpgen.log`` of dpgen_lite (``2026-11-22 20:52:21.042 INFO iter 000000 step 0: ...``;
+    older runs stamped whole seconds)
     or of DP-GEN (``2023-01-01 10:00:00,123 - INFO : ----iter.000000 task 03----``).
 
     A step runs from its start line to the next step start, ``loop ended`` or ``finished``

@@ -177,3 +177,44 @@ def test_too_many_failed_fp_tasks_stop_the_run(cu_run, monkeypatch):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "2 of 2 fp tasks failed" in out.stderr and "ratio_failed = 0.5" in out.stderr
     assert read_record(folder)[-1] == (0, 7)  # post_fp not recorded: rerun after a fix
+
+
+def test_one_process_training_changes_no_result(cu_run):
+    """The speed-ups of issue 15 change no result: the same run with ``machines/local.json`` trains,
+    freezes and tests each model in one Python process (``dpgen_lite.train.dp_task``); with its
+    ``dp`` behind a shell wrapper (not this environment's console script) every ``dp`` command is its
+    own process, as before.  Same seeds, same training curves, model deviations, picked frames and labels,
+    bit for bit, and the same model test."""
+    base, param = cu_run
+    param = tiny(param)
+    param["test_data_sys"] = ["init"]
+    write_param(base, param)
+    fast, slow = copy_run(base, base / "fast"), copy_run(base, base / "slow")
+    machine = json.loads((Path(__file__).parents[1] / "machines" / "local.json").read_text())
+    (fast / "machine.json").write_text(json.dumps(machine))
+    wrapper = slow / "dp"
+    wrapper.write_text(f"#!/bin/sh\nexec {shutil.which('dp') or Path(sys.executable).parent / 'dp'} \"$@\"\n")
+    wrapper.chmod(0o755)
+    machine["train"]["command"] = str(wrapper)
+    (slow / "machine.json").write_text(json.dumps(machine))
+    for folder in (fast, slow):
+        out = subprocess.run([*DPGEN, "run", "param.json", "machine.json"], cwd=folder, capture_output=True,
+                             text=True, timeout=900)
+        assert out.returncode == 0, out.stderr
+    assert "dpgen_lite.train.dp_task" in (fast / "iter.000000/00.train/submission.json").read_text()
+    assert "dp_task" not in (slow / "iter.000000/00.train/submission.json").read_text()
+    assert read_record(fast) == read_record(slow)
+    for it in range(3):
+        for model in ("000", "001"):
+            lcurve = f"iter.{it:06d}/00.train/{model}/lcurve.out"
+            assert (fast / lcurve).read_text() == (slow / lcurve).read_text(), lcurve
+        test = f"iter.{it:06d}/00.train/model_test.json"
+        assert json.loads((fast / test).read_text()) == json.loads((slow / test).read_text()), test
+    for it in range(2):
+        for devi in sorted((fast / f"iter.{it:06d}/01.model_devi").glob("task.*/model_devi.out")):
+            other = slow / devi.relative_to(fast)
+            np.testing.assert_array_equal(np.loadtxt(devi), np.loadtxt(other), err_msg=str(devi))
+        a, b = (dpdata.LabeledSystem(str(d / f"iter.{it:06d}/02.fp/data.000"), fmt="deepmd/npy") for d in (fast, slow))
+        assert a.get_nframes() == b.get_nframes() == 3
+        for key in ("cells", "coords", "energies", "forces"):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"iteration {it}: {key}")

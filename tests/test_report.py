@@ -49,8 +49,10 @@ def write_lines(path: Path, n: int) -> None:
     path.write_text("".join(f"iter.000000/01.model_devi/task.000.000000 {10 * k}\n" for k in range(n)))
 
 
-def lite_log(events: list[tuple[float, str]]) -> str:
-    return "".join(f"{(T0 + timedelta(seconds=t)).strftime('%Y-%m-%d %H:%M:%S')} {level} {msg}\n"
+def lite_log(events: list[tuple[float, str]], ms: bool = True) -> str:
+    """dpgen_lite's log lines (``ms``: with milliseconds, as written since; without, as older runs wrote)."""
+    stamp = (lambda d: d.strftime('%Y-%m-%d %H:%M:%S') + (f".{d.microsecond // 1000:03d}" if ms else ""))
+    return "".join(f"{stamp(T0 + timedelta(seconds=t))} {level} {msg}\n"
                    for t, msg, level in ((e[0], e[1], e[2] if len(e) > 2 else "INFO") for e in events))
 
 
@@ -373,3 +375,13 @@ def test_end_of_an_earlier_run_is_forgotten(lite_run):
     assert r["iterations"][1]["walltime_s"]["md"] == pytest.approx(300 + 30)  # both runs of the steps summed
     assert r["final"]["walltime_s"] == pytest.approx(100)
 
+
+
+@pytest.mark.parametrize("ms, expected", [(True, [1.5, 0.25]), (False, [1.0, 1.0])])
+def test_step_times_to_the_millisecond(tmp_path, ms, expected):
+    """The log's stamps carry milliseconds, so a step's wall time is read to the millisecond; a log of
+    an older run (stamps in whole seconds) still reads, to the second."""
+    log = tmp_path / "dpgen.log"
+    log.write_text(lite_log(lite_steps({(0, 0): 0.25, (0, 1): 1.75, (0, 2): 2.0}), ms=ms))
+    durations = rep.parse_log(log)["durations"]
+    assert [durations[(0, 0)], durations[(0, 1)]] == pytest.approx(expected)
