@@ -195,12 +195,13 @@ def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
     """Basal (0001)[1-100] (``slip_system`` basal, one fault per 4 layers): the line passes the
     atop position and the I2 fault (ABAB|CACA) at 1/3 and 2/3 of √3 a.  γ at the fault against a stack
     built by hand with three I2 faults in 12 layers (ABAB CACA BCBC; the same 4 layers per fault),
-    both relaxed along z, cell height included; the stable fault read off the line (spline) within 5 %; the unstable
-    one is the lower barrier around it (the line is a full period)."""
+    both relaxed along z, cell height included; the stable fault read off the line (a spline through 24 points; with 12
+    it undershoots the 5 mJ/m² minimum by 6 %) within 5 %; the unstable one is the lower barrier around
+    it (the line is a full period)."""
     write_conf(tmp_path, HCP, "std-hcp")
     write_param(tmp_path, {"structures": ["confs/std-hcp"], "interaction": EMT_INTER,
                            "relaxation": {"cal_setting": {"fmax": 1e-5}},
-                           "properties": [{"type": "gamma", "slip_system": "basal", "n_steps": 12,
+                           "properties": [{"type": "gamma", "slip_system": "basal", "n_steps": 24,
                                            "cal_setting": {"fmax": 1e-5}}]})
     assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
     g = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]["gamma_00"]
@@ -217,12 +218,12 @@ def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
     area = a * a * np.sqrt(3) / 2
     i2 = (energy(stack("ABAB" "CACA" "BCBC", a, c)) - energy(stack("AB" * 6, a, c))) / (3 * area) * EV_A2_TO_J_M2
     y = np.array(g["gamma_J_m2"])
-    assert g["fraction"][8] == pytest.approx(2 / 3) and y[8] == pytest.approx(i2, rel=1e-3)
+    assert g["fraction"][16] == pytest.approx(2 / 3) and y[16] == pytest.approx(i2, rel=1e-3)
     assert 0 < i2 < 0.05 * y.max()  # EMT's hcp/fcc difference is small: a low I2 fault
     sf = g["stacking_faults"]
     assert sf["stable_at"] == pytest.approx(2 / 3, abs=0.01) and sf["stable_J_m2"] == pytest.approx(i2, rel=0.05)
-    assert y[4] == y.max()  # atop at 1/3
-    barrier = min(y[:8].max(), y[8:].max())
+    assert y[8] == y.max()  # atop at 1/3
+    barrier = min(y[:16].max(), y[16:].max())
     assert sf["unstable_J_m2"] == pytest.approx(barrier, rel=0.03) and sf["unstable_J_m2"] < 0.3 * y.max()
     out = (tmp_path / "confs" / "std-hcp" / "gamma_00" / "result.out").read_text()
     assert "stable stacking fault" in out
@@ -231,7 +232,8 @@ def test_hcp_basal_gamma_line_stable_fault_against_faulted_stack(tmp_path):
 @pytest.mark.parametrize("inter", [EMT_INTER, MISHIN], ids=["ase", "lammps"])
 def test_tilted_cell_height_relaxes_to_the_slab_value(tmp_path, inter):
     """Pyramidal I (wide gap), γ half-way along the line: the tilted cell (12 Å, periodic) whose height
-    relaxes (the default) against a slab of 4 repeats with 10 Å of vacuum: within 2 %; with
+    relaxes (the default) against a slab of 6 repeats with 10 Å of vacuum: within 1 % (measured: 0.2 % EMT,
+    0.4 % EAM; a slab of 4 repeats is itself 1-2 % off); with
     ``relax_height`` false the fault cannot open and γ is more than 5 % higher (EMT: 743 against 666
     mJ/m² at the unstable fault).  Both routes: ASE's FrechetCellFilter (zz strain only) and LAMMPS's
     ``fix box/relax z``."""
@@ -241,13 +243,13 @@ def test_tilted_cell_height_relaxes_to_the_slab_value(tmp_path, inter):
                            "properties": [{**line, "suffix": "tilted"},
                                           {**line, "suffix": "fixed", "relax_height": False},
                                           {**line, "suffix": "slab", "min_vacuum_size": 10,
-                                           "supercell_size": [1, 1, 4]}]})
+                                           "supercell_size": [1, 1, 6]}]})
     assert main(["autotest", "all", str(tmp_path / "param.json"), "--work-dir", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "result.json").read_text())["confs"]["confs/std-hcp"]
     tilted, fixed, slab = (res[f"gamma_{s}"]["gamma_J_m2"][1] for s in ("tilted", "fixed", "slab"))
     print(f"{inter['type']}: pyramidal I wide, γ(1/2) tilted {tilted:.4f}, fixed height {fixed:.4f}, "
           f"slab {slab:.4f} J/m²")
-    assert tilted == pytest.approx(slab, rel=0.02)
+    assert tilted == pytest.approx(slab, rel=0.01)
     assert fixed > 1.05 * slab
     task = json.loads((tmp_path / "confs/std-hcp/gamma_tilted/task.000001/task.json").read_text())
     assert task["relax_height"] and not json.loads(

@@ -13,6 +13,7 @@ from pathlib import Path
 import dpdata
 import numpy as np
 
+from dpgen_lite.dispatch import executable
 from dpgen_lite.record import read_record
 from tests.conftest import write_param
 
@@ -191,9 +192,12 @@ def test_one_process_training_changes_no_result(cu_run):
     write_param(base, param)
     fast, slow = copy_run(base, base / "fast"), copy_run(base, base / "slow")
     machine = json.loads((Path(__file__).parents[1] / "machines" / "local.json").read_text())
+    for stage, command in (("train", executable("dp")), ("model_devi", executable("lmp")),
+                           ("fp", f"{sys.executable} -m dpgen_lite.label.ase_runner")):
+        machine[stage]["command"] = command  # this environment's programs, whatever the PATH
     (fast / "machine.json").write_text(json.dumps(machine))
     wrapper = slow / "dp"
-    wrapper.write_text(f"#!/bin/sh\nexec {shutil.which('dp') or Path(sys.executable).parent / 'dp'} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nexec {executable('dp')} \"$@\"\n")
     wrapper.chmod(0o755)
     machine["train"]["command"] = str(wrapper)
     (slow / "machine.json").write_text(json.dumps(machine))
