@@ -31,11 +31,20 @@ LATTICES = {
 def symmetry_images(atoms, host) -> list[np.ndarray]:
     """Cartesian positions (Å) of ``atoms`` under every symmetry operation of the perfect ``host``
     (same cell; spglib's rotations and translations, lattice translations of the supercell
-    included): the equivalent placements of a defect."""
+    included): the equivalent placements of a defect, each once (operations of the site's own
+    symmetry give the same set of positions, in another order)."""
     import spglib
     ops = spglib.get_symmetry((host.cell.array, host.get_scaled_positions(), host.numbers), symprec=1e-3)
     frac = atoms.get_scaled_positions(wrap=False)
-    return [(frac @ r.T + t) @ atoms.cell.array for r, t in zip(ops["rotations"], ops["translations"])]
+    images, seen = [], set()
+    for r, t in zip(ops["rotations"], ops["translations"]):
+        moved = frac @ r.T + t
+        key = np.round(moved % 1.0, 4) % 1.0
+        key = key[np.lexsort(key.T[::-1])].tobytes()
+        if key not in seen:
+            seen.add(key)
+            images.append(moved @ atoms.cell.array)
+    return images
 
 
 def nearest_template(atoms, templates: dict, host) -> tuple[str, float]:

@@ -91,11 +91,14 @@ class Surface(Property):
         hexagonal = is_hexagonal(structure)
         tasks = []
         for hkl in self.millers(structure):
+            # pymatgen's center_slab searches every site's neighbours (70 % of the make step); its slabs
+            # start at the cell's bottom, unbroken, and ASE centres them along the normal instead
             gen = SlabGenerator(structure, hkl, self.conf["min_slab_size"], self.conf["min_vacuum_size"],
-                                center_slab=True, max_normal_search=max(abs(x) for x in hkl))
+                                center_slab=False, max_normal_search=max(abs(x) for x in hkl))
             for j, cut in enumerate(gen.get_slabs()):
                 slab = AseAtomsAdaptor.get_atoms(cut.get_sorted_structure())
                 slab.pbc = True
+                slab.center(axis=2)
                 cell = slab.cell.array.copy()
                 cell[2, 0] += self.conf["pert_xz"]
                 slab.set_cell(cell, scale_atoms=True)
