@@ -25,6 +25,7 @@ import ase.build
 import numpy as np
 from ase.io.trajectory import Trajectory
 
+from dpgen_lite.dispatch import executable
 from dpgen_lite.explore.ase_md import AseEngine
 from dpgen_lite.explore.ase_md_runner import HEADER
 from dpgen_lite.select.model_devi import TrustLevels
@@ -44,7 +45,7 @@ def train_model(folder: Path) -> Path:
                                                                                        "batch_size": 1})
     (folder / "input.json").write_text(json.dumps(train))
     for args in (["train", "input.json"], ["freeze", "-o", "graph.pb"]):
-        subprocess.run(["dp", "--tf", *args], cwd=folder, check=True, capture_output=True)
+        subprocess.run([executable("dp"), "--tf", *args], cwd=folder, check=True, capture_output=True)
     return folder / "graph.pb"
 
 
