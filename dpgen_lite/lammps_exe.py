@@ -86,6 +86,12 @@ def lmp_command(deepmd: bool = False) -> str:
     """The shell command of the LAMMPS binary (arguments to be appended): MPI's library folder on
     ``LD_LIBRARY_PATH`` (:func:`.dispatch.library_path_env`) and, with ``deepmd``, the DeePMD
     plugin's environment (:func:`plugin_env`).  It starts in about 0.1 s plus the plugin's own
-    loading, against about 5 s more for the ``lmp`` script."""
-    env = dict(plugin_env()) if deepmd else {}
+    loading, against about 5 s more for the ``lmp`` script.
+
+    Without ``deepmd`` the run gets one OpenMP thread (``OMP_NUM_THREADS=1``): dpgen_lite's inputs
+    use no ``/omp`` style, yet the wheel's OPENMP package starts ``OMP_NUM_THREADS`` threads, which
+    only spin-wait.  Measured (Mishin's Cu EAM, 768-atom NPT/NPH melting task, 2 cores): 11.4 s with 1
+    thread and 11.9 s with 2 on an idle machine, 13.4 s and 43.4 s with one other busy process.  With
+    the plugin the threads are deepmd-kit's and the machine's setting stands."""
+    env = dict(plugin_env()) if deepmd else {"OMP_NUM_THREADS": "1"}
     return f"{library_path_env(env.pop('library_path', ''), **env)} {shlex.quote(lmp_binary())}"

@@ -26,22 +26,15 @@ TOLERANCE_K = 60.0
 EAM = {"type": "eam_alloy", "model": "Cu_mishin1.eam.alloy", "type_map": ["Cu"]}
 SMALL = {"type": "melting", "supercell": [4, 4, 12], "melt_steps": 2000, "npt_steps": 2000,
          "equilibrate_steps": 6000, "production_steps": 15000, "block_steps": 3000}
-#: one OpenMP thread per LAMMPS task: without it the single task gets OMP_NUM_THREADS = all cores,
-#: and on a busy 2-core machine LAMMPS's fix npt / nph then spends 5-10x longer spin-waiting
-MACHINE = {"model_devi": {"machine": {"batch_type": "Shell", "context_type": "LazyLocalContext", "local_root": "./"},
-                          "resources": {"number_node": 1, "cpu_per_node": 1, "gpu_per_node": 0, "queue_name": "",
-                                        "group_size": 1, "envs": {"OMP_NUM_THREADS": "1"}},
-                          "check_interval": 1}}
-
-
 def run_melting(tmp_path, **keys):
     """``dpgen autotest all`` of ``melting`` (SMALL updated with ``keys``) with Mishin's Cu EAM on the
     example's fcc cell; returns (property folder, result.json of the property)."""
     work = copy_example("autotest_cu", tmp_path / "work")
     write_param(work, {"structures": ["confs/std-fcc"], "interaction": EAM,
                        "properties": [{**SMALL, **keys}]})
-    write_param(work, MACHINE, "machine.json")
-    assert main(["autotest", "all", str(work / "param.json"), str(work / "machine.json"), "--work-dir", str(work)]) == 0
+    # the embedded machine: its one task gets OMP_NUM_THREADS = all cores, and the LAMMPS command's own
+    # OMP_NUM_THREADS=1 (lammps_exe.lmp_command) keeps the OPENMP package's idle threads from spin-waiting
+    assert main(["autotest", "all", str(work / "param.json"), "--work-dir", str(work)]) == 0
     folder = work / "confs/std-fcc/melting_00"
     return folder, json.loads((folder / "result.json").read_text())
 

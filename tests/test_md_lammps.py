@@ -126,6 +126,8 @@ def test_plugin_env_is_computed_once_per_installation(tmp_path, monkeypatch):
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}).stdout
     assert "LAMMPS_PLUGIN_PATH=/from/the/cache" in out and out.rstrip().endswith("[]")
+    assert "OMP_NUM_THREADS" not in out  # deepmd-kit's threads: the machine's setting
+    assert "OMP_NUM_THREADS=1 " in lammps_exe.lmp_command()  # no /omp style: one thread, no spin-waiting
 
 
 #: a template whose f f f box loses atoms at V_TEMP = 2000 K within a few dozen steps
