@@ -1,7 +1,7 @@
 """dpgen_lite against DP-GEN 0.14 on the same inputs, on this machine, in one invocation.
 
     .venv/bin/python benchmarks/vs_dpgen.py [--jobs 4] [--steps 2500] [--fp-task-max 20] [--rounds 1]
-                                            [--dpgen-venv DIR] [--dir DIR] [--keep]
+                                            [--seed 0] [--dpgen-venv DIR] [--dir DIR] [--keep]
 
 DP-GEN (``dpgen`` 0.14.0 from PyPI) lives in its own virtual environment (``--dpgen-venv``,
 created with ``pip install dpgen==0.14.0`` the first time); both engines call the same ``dp``
@@ -25,8 +25,9 @@ in s, mean over ``--rounds`` (engines alternated ABBA), and dpgen_lite / DP-GEN;
 unit of work (per iteration that trained, per exploration, per label: the two loops do not
 always do the same work, since their seeds differ); then labels and the force and energy RMSE
 of the last iteration's models on the quickstart's test set (120 frames of EMT MD at 300-1200 K
-that neither loop sees).  DP-GEN draws its model and velocity seeds unseeded, so accuracies
-and work agree only within seed noise.  Leave the machine idle while it runs.
+that neither loop sees).  DP-GEN's seeds are drawn from Python's ``random``, seeded here with
+``--seed`` + round (DP-GEN itself leaves it unseeded); its seeds still differ from dpgen_lite's, so
+accuracies and work agree only within seed noise.  Leave the machine idle while it runs.
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DPGEN_VERSION = "0.14.0"
 THREADS = ("OMP_NUM_THREADS", "TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS")
-LAUNCH_DPGEN = """import functools, sys
+LAUNCH_DPGEN = """import functools, os, random, sys
 import dpdispatcher.submission as s
 s.Submission.run_submission = functools.partialmethod(s.Submission.run_submission, check_interval=1)
+random.seed(int(os.environ["VS_DPGEN_SEED"]))
 from dpgen.main import main
 sys.argv[0] = "dpgen"
 sys.exit(main())
 """
-"""``dpgen`` with dpdispatcher's job check every 1 s instead of 30 s (DP-GEN has no key for it)."""
+"""``dpgen`` with dpdispatcher's job check every 1 s instead of 30 s (DP-GEN has no key for it), and
+Python's ``random`` seeded with ``VS_DPGEN_SEED``: DP-GEN draws its model and training seeds, and
+shuffles its candidates, with ``random`` unseeded, so a round is otherwise not reproducible."""
 
 
 def dpgen_venv(path: Path) -> Path:
@@ -108,14 +112,16 @@ def last_models(folder: Path) -> list[Path]:
     return sorted(trained[-1].glob("graph.*.pb"))
 
 
-def run_engine(name: str, folder: Path, command: list[str], shared: Path) -> dict:
-    """One ``dpgen run`` in ``folder``: wall time per step kind (s), labels, test RMSE of the last models."""
+def run_engine(name: str, folder: Path, command: list[str], shared: Path, seed: int) -> dict:
+    """One ``dpgen run`` in ``folder`` (DP-GEN's ``random`` seeded with ``seed``): wall time per step
+    kind (s), labels, test RMSE of the last models."""
     from dpgen_lite.report import collect
 
     for item in ("Cu.fcc.02x02x02", "param.json", "machine.json"):
         (folder / item).symlink_to(shared / (f"{name}.machine.json" if item == "machine.json" else item))
     start = time.perf_counter()
-    out = subprocess.run(command + ["run", "param.json", "machine.json"], cwd=folder, capture_output=True, text=True)
+    out = subprocess.run(command + ["run", "param.json", "machine.json"], cwd=folder, capture_output=True, text=True,
+                         env={**os.environ, "VS_DPGEN_SEED": str(seed)})
     total = time.perf_counter() - start
     if out.returncode:
         raise RuntimeError(f"{folder}: {name} failed ({out.returncode}): {out.stderr[-3000:]}")
@@ -142,6 +148,7 @@ def main() -> None:
     parser.add_argument("--fp-task-max", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1, help="runs per engine, alternated ABBA")
     parser.add_argument("--dpgen-venv", default=str(Path.home() / ".cache" / "dpgen_lite" / f"dpgen-{DPGEN_VERSION}"))
+    parser.add_argument("--seed", type=int, default=0, help="DP-GEN's random seed in round 0 (then +1 per round)")
     parser.add_argument("--dir")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -169,7 +176,7 @@ def main() -> None:
         for name in order if r % 2 == 0 else order[::-1]:
             folder = base / f"{name}.{r}"
             folder.mkdir()
-            runs[name].append(run_engine(name, folder, engines[name], shared))
+            runs[name].append(run_engine(name, folder, engines[name], shared, args.seed + r))
             print(f"{name} round {r}: {json.dumps(runs[name][-1])}", flush=True)
 
     def mean(name: str, key: str, kind: str | None = None) -> float:
