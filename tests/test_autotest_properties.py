@@ -161,6 +161,28 @@ def test_surface_against_hand_built_slab(emt_run):
     assert row["surface_energy_J_m2"] == pytest.approx(gamma, rel=0.01)
 
 
+@pytest.mark.parametrize("lattice", ["fcc", "bcc", "hcp"])
+def test_terminations_are_pymatgens_primitive_slabs(lattice):
+    """Every plane up to index 2: the slabs matched unreduced and reduced afterwards are
+    pymatgen's own ``get_slabs()`` with its primitive reduction, termination by termination: the
+    same shift, lattice (1e-8 Å) and sites (1e-6 Å)."""
+    from pymatgen.core.surface import SlabGenerator, get_symmetrically_distinct_miller_indices
+
+    from dpgen_lite.autotest.properties.surface import bulk_structure, terminations
+    atoms = ase.build.bulk("Cu", lattice, **{"fcc": {"cubic": True}, "bcc": {"a": 2.87, "cubic": True},
+                                             "hcp": {"a": 2.55, "c": 4.16}}[lattice])
+    structure = bulk_structure(atoms)
+    for hkl in get_symmetrically_distinct_miller_indices(structure, 2):
+        ours = terminations(structure, hkl, 10, 11)
+        theirs = SlabGenerator(structure, hkl, 10, 11, center_slab=False,
+                               max_normal_search=max(abs(x) for x in hkl)).get_slabs()
+        assert [c.shift for c in ours] == [c.shift for c in theirs], hkl
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a.lattice.matrix, b.lattice.matrix, atol=1e-8, err_msg=str(hkl))
+            distances = b.lattice.get_all_distances(a.frac_coords, b.frac_coords)
+            assert len(a) == len(b) and distances.min(axis=1).max() < 1e-6, hkl
+
+
 def test_gamma_line_against_hand_built_fault(emt_run):
     _, res = emt_run
     g = res["gamma_00"]
