@@ -32,6 +32,10 @@ def terminations(structure, hkl: tuple[int, int, int], min_slab_size: float, min
     pymatgen's ``get_slab`` (reduction ``get_primitive_structure(tolerance=0.1)``, then ``Slab``'s
     reorientation).  pymatgen's ``center_slab`` searches every site's neighbours (70 % of the
     step before), so ``center_slab=False``: the slab starts at the cell's bottom, unbroken.
+
+    ``hkl``: three Miller indices of ``structure``'s cell (:func:`bulk_structure`), not all zero;
+    ``min_slab_size``, ``min_vacuum_size`` in Å.  Raises nothing of its own: the plane is
+    checked when the property is loaded (:meth:`Surface.check`), and pymatgen's errors pass through.
     """
     from pymatgen.core.surface import Slab, SlabGenerator
     gen = SlabGenerator(structure, hkl, min_slab_size, min_vacuum_size, center_slab=False,
