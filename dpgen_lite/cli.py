@@ -197,7 +197,8 @@ def cmd_specialise(args) -> None:
     autotest = Path(args.autotest)
     spec = Specialise(Context(param, mdata, work_dir), load_file(autotest), autotest.resolve().parent,
                       top=args.top, weight=args.weight, guard_weight=args.guard_weight,
-                      n_perturb=args.perturb, numb_steps=args.numb_steps, start_lr=args.start_lr)
+                      n_perturb=args.perturb, numb_steps=args.numb_steps, start_lr=args.start_lr,
+                      guard_labels=args.guard_labels)
     _setup_logging(work_dir)
     print(table_markdown(spec.run()), end="")
 
@@ -244,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--autotest", required=True, help="Autotest file: structures, relaxation, properties "
                                                       "(no interaction: the fp style and the final model are set)")
     p.add_argument("--top", type=int, default=2, help="how many of the worst properties are picked (default 2)")
-    p.add_argument("--weight", type=float, default=3.0, help="sampling weight of a new frame relative to a "
-                                                              "regular one (default 3)")
-    p.add_argument("--guard-weight", type=float, default=1.0, help="that of a frame of the other properties, "
-                                                                    "labelled so that they stay right (default 1; 0: "
-                                                                    "not labelled)")
+    p.add_argument("--weight", type=float, default=10.0, help="sampling weight of a new frame relative to a "
+                                                               "regular one (default 10)")
+    p.add_argument("--guard-weight", type=float, default=10.0, help="that of a frame of the other properties, "
+                                                                     "labelled so that they stay right (default 10; 0: "
+                                                                     "not labelled)")
+    p.add_argument("--guard-labels", default="model", help="who labels the other properties' configurations: "
+                                                            "model (the final model's own predictions, default) "
+                                                            "or fp (the run's fp style)")
     p.add_argument("--perturb", type=int, default=3, help="randomly displaced copies (~0.03 Å) labelled besides "
                                                           "each configuration (default 3)")
     p.add_argument("--numb-steps", type=int, default=None, help="training steps (default: final_training's "

@@ -2,12 +2,14 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import dpdata
+import numpy as np
 import pytest
 
 from dpgen_lite.autotest.compare import scalars_of
@@ -84,47 +86,62 @@ def test_final_pipeline(cu_run):
 
 
 def check_specialise(folder: Path) -> None:
-    """``dpgen specialise`` on the finished run: the worst of two properties against EMT is
-    labelled and trained on, the other as a guard set; the table has each quantity before and after."""
+    """``dpgen specialise`` on the finished run, twice: the worst of two properties against EMT
+    is labelled by EMT and trained on, the other is the guard set, labelled by the final model
+    (default) or by EMT; the table has each quantity before and after."""
+    from deepmd.infer import DeepPot
     autotest = {"structures": ["confs/000"],
                 "relaxation": {"cal_setting": {"relax_pos": True, "relax_shape": True, "relax_vol": True}},
                 "properties": [{"type": "eos", "vol_start": 0.94, "vol_end": 1.06, "vol_step": 0.03},
                                {"type": "vacancy", "supercell": [1, 1, 1]}]}
     write_param(folder, autotest, "autotest.json")
-    out = subprocess.run([*DPGEN, "specialise", "param.json", "--autotest", "autotest.json", "--top", "1",
-                          "--weight", "5", "--guard-weight", "2", "--perturb", "1"],
-                         cwd=folder, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr
     work = folder / "final/04.specialise"
-    assert json.loads((work / "record.json").read_text())["done"] == ["before", "rank", "label", "train", "after"]
-    rank = json.loads((work / "rank.json").read_text())
-    errors = [e["error_pct"] for e in rank["ranked"]]
-    assert len(errors) == 2 and errors == sorted(errors, reverse=True) and rank["picked"] == rank["ranked"][:1]
-    # each task's final structure and one displaced copy, labelled by EMT: the picked property in
-    # data.000, the other (the guard set) in data.001
-    labels = []
-    for k, entry in enumerate(rank["ranked"]):
-        tasks = json.loads((work / "before/reference/confs/000" / entry["property"] / "tasks.json").read_text())
-        labels.append(dpdata.LabeledSystem(str(work / f"fp/data.{k:03d}"), fmt="deepmd/npy"))
-        assert labels[k].get_nframes() == 2 * len(tasks["tasks"])
-    # trained from the final (specialised) model: picked frames 5x, guard frames 2x a regular one
-    inp = json.loads((work / "train/000/input.json").read_text())["training"]
-    assert inp["numb_steps"] == 30 and len(inp["training_data"]["systems"]) == 5  # init, iter 0, elastic, new x2
-    blocks = inp["training_data"]["auto_prob"].split(";")[1:]
-    probs = [float(b.split(":")[2]) for b in blocks]
-    assert probs[2] / probs[1] == pytest.approx(5 * labels[0].get_nframes() / (4.0 * 24), rel=1e-4)
-    assert probs[3] / probs[1] == pytest.approx(2 * labels[1].get_nframes() / (4.0 * 24), rel=1e-4)
-    table = json.loads((work / "specialise.json").read_text())
-    model_before = json.loads((work / "before/model/result.json").read_text())
-    model_after = json.loads((work / "after/model/result.json").read_text())
-    assert {r["property"] for r in table["rows"]} == {"eos_00", "vacancy_00"}
-    for row in table["rows"]:
-        assert row["picked"] == (row["property"] == rank["picked"][0]["property"])
-        assert row["before"] == scalars_of(model_before, "confs/000", row["property"])[row["quantity"]]
-        assert row["after"] == scalars_of(model_after, "confs/000", row["property"])[row["quantity"]]
-        assert row["ratio"] == pytest.approx(row["error_after_pct"] / row["error_before_pct"])
-    assert (work / "specialise.md").read_text() in out.stdout
-    assert table["model_after"].endswith("04.specialise/train/000/compressed_model.pb")
+    for guard_labels in ("model", "fp"):
+        shutil.rmtree(work, ignore_errors=True)
+        out = subprocess.run([*DPGEN, "specialise", "param.json", "--autotest", "autotest.json", "--top", "1",
+                              "--weight", "5", "--guard-weight", "2", "--perturb", "1", "--guard-labels", guard_labels],
+                             cwd=folder, capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr
+        assert json.loads((work / "record.json").read_text())["done"] == ["before", "rank", "label", "train", "after"]
+        rank = json.loads((work / "rank.json").read_text())
+        errors = [e["error_pct"] for e in rank["ranked"]]
+        assert len(errors) == 2 and errors == sorted(errors, reverse=True) and rank["picked"] == rank["ranked"][:1]
+        # each task's final structure and one displaced copy: the picked property labelled by EMT
+        # (fp/data.000), the guard set by the final model (guard/) or by EMT (fp/data.001)
+        guard_dir = work / ("guard" if guard_labels == "model" else "fp/data.001")
+        labels = [dpdata.LabeledSystem(str(d), fmt="deepmd/npy") for d in (work / "fp/data.000", guard_dir)]
+        for k, entry in enumerate(rank["ranked"]):
+            tasks = json.loads((work / "before/reference/confs/000" / entry["property"] / "tasks.json").read_text())
+            assert labels[k].get_nframes() == 2 * len(tasks["tasks"])
+        assert (work / "guard").is_dir() == (guard_labels == "model")
+        assert (work / "fp/data.001").is_dir() == (guard_labels == "fp")
+        assert len(list((work / "fp").glob("task.*"))) == labels[0].get_nframes() + (guard_labels == "fp") * labels[1].get_nframes()
+        model = json.loads((work / "specialise.json").read_text())["model_before"]
+        energies, forces, virials = DeepPot(model).eval(labels[1]["coords"], labels[1]["cells"], labels[1]["atom_types"])
+        emt = [np.abs(labels[1][key] - pred.reshape(labels[1][key].shape)).max()
+               for key, pred in (("energies", energies), ("forces", forces), ("virials", virials))]
+        if guard_labels == "model":  # the model's own energies (eV), forces (eV/Å), virials (eV)
+            assert max(emt) < 1e-8
+        else:  # EMT's, which the model does not reproduce to 1e-4
+            assert min(emt) > 1e-4
+        # trained from the final (specialised) model: picked frames 5x, guard frames 2x a regular one
+        inp = json.loads((work / "train/000/input.json").read_text())["training"]
+        assert inp["numb_steps"] == 30 and len(inp["training_data"]["systems"]) == 5  # init, iter 0, elastic, new x2
+        blocks = inp["training_data"]["auto_prob"].split(";")[1:]
+        probs = [float(b.split(":")[2]) for b in blocks]
+        assert probs[2] / probs[1] == pytest.approx(5 * labels[0].get_nframes() / (4.0 * 24), rel=1e-4)
+        assert probs[3] / probs[1] == pytest.approx(2 * labels[1].get_nframes() / (4.0 * 24), rel=1e-4)
+        table = json.loads((work / "specialise.json").read_text())
+        model_before = json.loads((work / "before/model/result.json").read_text())
+        model_after = json.loads((work / "after/model/result.json").read_text())
+        assert {r["property"] for r in table["rows"]} == {"eos_00", "vacancy_00"}
+        for row in table["rows"]:
+            assert row["picked"] == (row["property"] == rank["picked"][0]["property"])
+            assert row["before"] == scalars_of(model_before, "confs/000", row["property"])[row["quantity"]]
+            assert row["after"] == scalars_of(model_after, "confs/000", row["property"])[row["quantity"]]
+            assert row["ratio"] == pytest.approx(row["error_after_pct"] / row["error_before_pct"])
+        assert (work / "specialise.md").read_text() in out.stdout
+        assert table["model_after"].endswith("04.specialise/train/000/compressed_model.pb")
 
 
 def check_report_and_status(folder: Path) -> None:

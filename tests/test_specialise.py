@@ -64,6 +64,7 @@ def test_reference_is_the_fp_style():
     ({}, {"weight": 0.0}, "--weight = 0.0: must be > 0"),
     ({}, {"guard_weight": -1.0}, "--guard-weight = -1.0: must be >= 0"),
     ({}, {"n_perturb": -1}, "--perturb = -1: must be >= 0"),
+    ({}, {"guard_labels": "emt"}, "--guard-labels = 'emt': must be one of model, fp"),
 ])
 def test_bad_input_refused(tmp_path, autotest, keys, message):
     ctx = Context({"final_training": {}, "type_map": ["Cu"]}, {}, tmp_path)
