@@ -94,6 +94,11 @@ def test_eos_against_direct_scan(emt_run):
     vols = np.linalg.det(cell0) * scales ** 3 / 4
     fit = np.polyfit(vols[k - 10:k + 11], energies[k - 10:k + 11], 2)
     assert res["eos_00"]["B0_GPa"] == pytest.approx(2 * fit[0] * v_min * EV_A3_TO_GPA, rel=0.02)
+    # the same Birch-Murnaghan fit as pymatgen's of the same points
+    from pymatgen.analysis.eos import EOS
+    pmg = EOS("birch_murnaghan").fit(res["eos_00"]["volume_per_atom_A3"], res["eos_00"]["energy_per_atom_eV"])
+    assert [res["eos_00"][k] for k in ("E0_eV_per_atom", "V0_A3_per_atom", "B0_GPa", "B0_prime")] == pytest.approx(
+        [pmg.e0, pmg.v0, pmg.b0 * EV_A3_TO_GPA, pmg.b1], rel=1e-8)
 
 
 def test_elastic_against_finite_differences(emt_run):

@@ -63,7 +63,7 @@ class Phonon(Property):
 
     def post(self, results, metas, relaxed, folder):
         import phonopy
-        phonon = phonopy.load(str(folder / DISP_FILE), produce_fc=False, log_level=0)
+        phonon = phonopy.load(str(folder / DISP_FILE), primitive_matrix="auto", produce_fc=False, log_level=0)
         phonon.forces = np.array([r.forces for r in results])
         phonon.produce_force_constants()
         path = band_path(phonon, self.conf["band_path"], self.conf["band_points"])
