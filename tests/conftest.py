@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from dpgen_lite.dispatch import executable
+from dpgen_lite.dispatch import THREAD_ENVS, executable
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -68,7 +68,7 @@ def copy_example(name: str, dest: Path) -> Path:
     return dest
 
 
-THREADS = {"OMP_NUM_THREADS": "1", "TF_INTRA_OP_PARALLELISM_THREADS": "1", "TF_INTER_OP_PARALLELISM_THREADS": "1"}
+THREADS = {k: "1" for k in THREAD_ENVS}  # as the embedded machine sets them, one thread per job
 
 
 @pytest.fixture(scope="session")

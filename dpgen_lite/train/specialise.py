@@ -30,8 +30,8 @@ specialisation of Wen et al., npj Comput. Mater. 7, 206 (2021) leaves to the use
 Everything lies under ``final/04.specialise``: ``before/`` and ``after/`` (Autotest work folders
 with ``confs/``, ``reference/``, ``model/``), ``fp/`` (``task.000.NNNNNN``, ``data.000``),
 ``guard/`` (the guard set labelled by the model), ``train/000``.  Each finished step is appended
-to ``record.json``; a killed command resumes at the step it was in, and that step resumes as the run's steps do (dpdispatcher's records, the
-training checkpoint).
+to ``record.json``; a killed command resumes at the step it was in, and that step resumes as the
+run's steps do (dpdispatcher's records, the training checkpoint).
 """
 
 from __future__ import annotations
