@@ -3,6 +3,7 @@ LAMMPS), compared against EMT as the reference; plus the DFT route through an fp
 
 import csv
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -12,7 +13,7 @@ from dpgen_lite.autotest.compare import compare_table, load_result
 from dpgen_lite.cli import main
 from dpgen_lite.dispatch import executable
 
-from .conftest import EXAMPLES, emt_frames, write_param
+from .conftest import EXAMPLES, THREADS, emt_frames, write_param
 from .test_autotest_properties import EMT_INTER, write_conf
 
 PROPERTIES = [
@@ -34,9 +35,7 @@ def tiny_model(tmp_path_factory):
                              training_data={"systems": ["data"], "batch_size": 1})
     train["learning_rate"]["decay_steps"] = 20
     (folder / "input.json").write_text(json.dumps(train))
-    env = {"OMP_NUM_THREADS": "1", "TF_INTRA_OP_PARALLELISM_THREADS": "1", "TF_INTER_OP_PARALLELISM_THREADS": "1"}
-    import os
-    env = {**os.environ, **env}
+    env = {**os.environ, **THREADS}
     subprocess.run([executable("dp"), "--tf", "train", "input.json"], cwd=folder, check=True, env=env,
                    capture_output=True)
     subprocess.run([executable("dp"), "--tf", "freeze", "-o", "graph.pb"], cwd=folder, check=True, env=env,

@@ -136,7 +136,8 @@ def task_frames(pdir: Path, type_map: list[str], n_perturb: int = 0, distance: f
 def label_by_model(frames: list[dpdata.System], model: Path, path: Path, type_map: list[str]) -> None:
     """Label ``frames`` with ``model``'s energies (eV), forces (eV/Å) and virials (eV) through
     dpdata's ``predict`` (deepmd-kit's ``DeepPot``, in this process) and write them to ``path``
-    as deepmd/npy (:func:`..label.stage.write_deepmd`), replacing what was there.
+    as deepmd/npy (:func:`..label.stage.write_deepmd`), replacing what was there (the label step
+    is recorded only after this, so a killed one is redone whole).
 
     Raises
     ------
@@ -144,11 +145,8 @@ def label_by_model(frames: list[dpdata.System], model: Path, path: Path, type_ma
         (deepmd-kit's) if the model cannot be loaded.
     """
     labelled = dpdata.MultiSystems(*frames, type_map=type_map).predict(str(model), driver="dp")
-    part = path.with_name(path.name + ".part")
-    shutil.rmtree(part, ignore_errors=True)
-    write_deepmd(list(labelled.systems.values()), part, type_map)
     shutil.rmtree(path, ignore_errors=True)
-    part.rename(path)
+    write_deepmd(list(labelled.systems.values()), path, type_map)
 
 
 class Specialise:
@@ -294,10 +292,9 @@ class Specialise:
         work, conf = self.work / "train", self.ctx.param["final_training"]
         last = read_record(self.ctx.work_dir)[-1][0]
         systems, _ = training_systems(self.ctx, last + 1)
-        def found(folder: Path) -> list[Path]:
-            return [t.parent for t in sorted(folder.glob("**/type.raw"))]
-        picked = found(self.work / "fp" / "data.000")
-        guard = found(self.work / "fp" / "data.001") + found(self.work / GUARD)
+        guard_dir = self.work / GUARD if self.guard_labels == "model" else self.work / "fp" / "data.001"
+        picked, guard = ([t.parent for t in sorted(folder.glob("**/type.raw"))]
+                         for folder in (self.work / "fp" / "data.000", guard_dir))
         blocks = [(systems, 1.0), *((special_data(self.ctx, k, e), e["weight"]) for k, e in enumerate(special_sets(conf))),
                   (picked, self.weight), *([(guard, self.guard_weight)] if guard else [])]
         if not (work / "train.made").is_file():
